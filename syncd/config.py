@@ -1,0 +1,362 @@
+"""Load and validate the TOML configuration into a frozen :class:`Config`.
+
+Every problem is reported at once, each with its key path (``sync.scope: must be "assigned" or
+"all"``), as a :class:`~syncd.errors.ConfigError` (exit 78).  ``config.example.toml`` documents
+every key with its default and is parsed by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy
+
+CONFIG_ENV = "SYNCD_CONFIG"
+SECRET_ENV = "SYNCD_CLIENT_SECRET"
+DEFAULT_BASE_URL = "https://graph.microsoft.com/v1.0"
+AUTH_MODES = ("client_secret", "certificate", "managed_identity", "workload_identity", "token_file")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = ""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True, slots=True)
+class GraphConfig:
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    client_secret_file: str = ""
+    certificate_path: str = ""
+    auth: str = ""
+    token_file: str = ""
+    base_url: str = DEFAULT_BASE_URL
+    service_principal_id: str = ""
+    app_id: str = ""
+    max_concurrency: int = 8
+    timeout_seconds: float = 30.0
+    max_retries: int = 6
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.service_principal_id or self.app_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    scope: str = "assigned"
+    email_attribute: str = "userPrincipalName"
+    nested_groups: bool = False
+    default_user_type: str = "member"
+    provision_user_type: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RolesConfig:
+    precedence: tuple[str, ...] = DEFAULT_PRECEDENCE
+    map: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyConfig:
+    max_deactivations: int = 500
+    max_team_deletions: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    interval_minutes: float = 40.0
+    jitter_seconds: float = 0.0
+    metrics_address: str = ""
+    stop_timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    roles: RolesConfig = field(default_factory=RolesConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    path: str = ""
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            email_attribute="mail" if self.sync.email_attribute == "mail" else "userPrincipalName",
+            default_user_type=self.sync.default_user_type,
+            provision_user_type=self.sync.provision_user_type,
+            precedence=self.roles.precedence,
+            role_map=dict(self.roles.map),
+        )
+
+
+# --------------------------------------------------------------------------- schema
+
+Check = Callable[[Any], str | None]
+
+
+def _is_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _is_str(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return "must be " + " or ".join(f'"{choice}"' for choice in choices)
+
+    return check
+
+
+def _number(minimum: float, *, integer: bool = False, exclusive: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float)):
+            return "must be a whole number" if integer else "must be a number"
+        if value < minimum or (exclusive and value == minimum):
+            return f"must be {'greater than' if exclusive else 'at least'} {minimum:g}"
+        return None
+
+    return check
+
+
+def _user_type(value: Any) -> str | None:
+    if isinstance(value, str) and (value in BUILTIN_USER_TYPES or value.isdigit()):
+        return None
+    return 'must be "admin", "member", "viewer", "guest" or a custom role id (digits)'
+
+
+def _precedence(value: Any) -> str | None:
+    allowed = (*BUILTIN_USER_TYPES, "custom")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return "must be a list of strings"
+    unknown = [item for item in value if item not in allowed]
+    if unknown:
+        return f"unknown entries {unknown}; allowed: {', '.join(allowed)}"
+    if len(set(value)) != len(value):
+        return "must not repeat an entry"
+    return None
+
+
+def _role_map(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a table of role name = user type"
+    bad = sorted(name for name, target in value.items() if _user_type(target) is not None)
+    if bad:
+        return f"{', '.join(bad)}: " + str(_user_type(None))
+    return None
+
+
+def _address(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return 'must be a string like "127.0.0.1:9464"'
+    if value == "":
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return 'must be "HOST:PORT", e.g. "127.0.0.1:9464"'
+    return None
+
+
+def _base_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return "must be an http(s) URL such as https://graph.microsoft.com/v1.0"
+    return None
+
+
+def _level(value: Any) -> str | None:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    if isinstance(value, str) and value.upper() in levels:
+        return None
+    return "must be one of " + ", ".join(levels)
+
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "store": {"url": _is_str},
+    "graph": {
+        "tenant_id": _is_str,
+        "client_id": _is_str,
+        "client_secret": _is_str,
+        "client_secret_file": _is_str,
+        "certificate_path": _is_str,
+        "auth": _one_of(*AUTH_MODES),
+        "token_file": _is_str,
+        "base_url": _base_url,
+        "service_principal_id": _is_str,
+        "app_id": _is_str,
+        "max_concurrency": _number(1, integer=True),
+        "timeout_seconds": _number(0, exclusive=True),
+        "max_retries": _number(0, integer=True),
+    },
+    "sync": {
+        "scope": _one_of("assigned", "all"),
+        "email_attribute": _one_of("userPrincipalName", "mail"),
+        "nested_groups": _is_bool,
+        "default_user_type": _user_type,
+        "provision_user_type": _is_bool,
+    },
+    "roles": {"precedence": _precedence, "map": _role_map},
+    "safety": {
+        "max_deactivations": _number(0, integer=True),
+        "max_team_deletions": _number(0, integer=True),
+    },
+    "daemon": {
+        "interval_minutes": _number(0, exclusive=True),
+        "jitter_seconds": _number(0),
+        "metrics_address": _address,
+        "stop_timeout_seconds": _number(0, exclusive=True),
+    },
+    "log": {"format": _one_of("text", "json"), "level": _level},
+}
+
+
+def validate(data: Mapping[str, Any]) -> list[str]:
+    """Every problem in a parsed TOML document, each prefixed with its key path."""
+    problems = []
+    for section, body in data.items():
+        if section not in SCHEMA:
+            problems.append(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{section}: must be a table ([{section}])")
+            continue
+        for key, value in body.items():
+            check = SCHEMA[section].get(key)
+            if check is None:
+                problems.append(f"{section}.{key}: unknown key")
+            elif (problem := check(value)) is not None:
+                problems.append(f"{section}.{key}: {problem}")
+    graph = data.get("graph")
+    if isinstance(graph, dict):
+        problems.extend(_graph_problems(graph))
+    return problems
+
+
+def _graph_problems(graph: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if graph and not (graph.get("service_principal_id") or graph.get("app_id")):
+        problems.append("graph: set service_principal_id or app_id (the enterprise application to sync)")
+    auth = graph.get("auth") or _implied_auth(graph)
+    needs_tenant = auth in ("client_secret", "certificate", "workload_identity")
+    if graph and needs_tenant:
+        for key in ("tenant_id", "client_id"):
+            if not graph.get(key):
+                problems.append(f'graph.{key}: required for auth "{auth}"')
+    if auth == "token_file" and not graph.get("token_file"):
+        problems.append('graph.token_file: required for auth "token_file"')
+    if auth == "certificate" and not graph.get("certificate_path"):
+        problems.append('graph.certificate_path: required for auth "certificate"')
+    if graph.get("client_secret") and graph.get("client_secret_file"):
+        problems.append("graph.client_secret_file: set either client_secret or client_secret_file, not both")
+    return problems
+
+
+def _implied_auth(graph: Mapping[str, Any]) -> str:
+    if graph.get("token_file"):
+        return "token_file"
+    if graph.get("certificate_path"):
+        return "certificate"
+    return "client_secret"
+
+
+def default_store_url() -> str:
+    """SQLite in systemd's StateDirectory when run as the service, else ./syncd.db."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return f"sqlite:///{Path(state or '.') / 'syncd.db'}"
+
+
+def normalise_store_url(url: str, base: Path | None = None) -> str:
+    """Accept a plain file path for SQLite; relative paths are taken from the config file's folder."""
+    if not url:
+        return default_store_url()
+    if "://" not in url:
+        path = Path(url).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return f"sqlite:///{path}"
+    return url
+
+
+def build(data: Mapping[str, Any], *, path: str = "", base: Path | None = None) -> Config:
+    """A :class:`Config` from an already parsed document; raises ConfigError listing every problem."""
+    problems = validate(data)
+    if problems:
+        raise ConfigError(problems)
+
+    def section(name: str) -> dict[str, Any]:
+        return dict(data.get(name, {}))
+
+    graph = section("graph")
+    if graph and not graph.get("auth"):
+        graph["auth"] = _implied_auth(graph)
+    roles = section("roles")
+    if "precedence" in roles:
+        roles["precedence"] = tuple(roles["precedence"])
+    store = section("store")
+    store["url"] = normalise_store_url(store.get("url", ""), base)
+    return Config(
+        store=StoreConfig(**store),
+        graph=GraphConfig(**graph),
+        sync=SyncConfig(**section("sync")),
+        roles=RolesConfig(**roles),
+        safety=SafetyConfig(**section("safety")),
+        daemon=DaemonConfig(**section("daemon")),
+        log=LogConfig(**{k: (v.upper() if k == "level" else v) for k, v in section("log").items()}),
+        path=path,
+    )
+
+
+def resolve_path(explicit: str | None) -> str | None:
+    """--config, else $SYNCD_CONFIG, else $CONFIGURATION_DIRECTORY/config.toml, else /etc/syncd/config.toml."""
+    if explicit:
+        return explicit
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    candidates = [Path(d) / "config.toml" for d in os.environ.get("CONFIGURATION_DIRECTORY", "").split(":") if d]
+    candidates.append(Path("/etc/syncd/config.toml"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def load(path: str | None) -> Config:
+    """Load the file at ``path`` (see :func:`resolve_path`); no file at all means every default."""
+    resolved = resolve_path(path)
+    if resolved is None:
+        return build({})
+    file = Path(resolved)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{resolved}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{resolved}: cannot read: {error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{resolved}: not valid TOML: {error}") from None
+    return build(data, path=resolved, base=file.resolve().parent)

@@ -1,0 +1,209 @@
+"""One error tree for syncd.  Every error carries a code; every code has a meaning and a remedy.
+
+The table below is what ``syncd errors`` prints and what the README reproduces.  Exit codes are a
+contract with scripts and live in :class:`ExitCode`; :func:`exit_code_for` maps errors to them in
+one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    PARTIAL = 3
+    REFUSED = 4
+    LOCKED = 75
+    CONFIG = 78
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    meaning: str
+    remedy: str
+
+
+_CODES = (
+    # per-object problems: the object is skipped, the run goes on and exits 3
+    ErrorCode(
+        "USER_NO_EMAIL",
+        "A user in scope has no usable email (the configured email attribute is empty or not an address).",
+        'Fill in userPrincipalName (or mail, if sync.email_attribute is "mail") in Entra ID.',
+    ),
+    ErrorCode(
+        "USER_EMAIL_CONFLICT",
+        "Another user already has this email, or two users in scope map to the same email.",
+        "Make the addresses unique in Entra ID, or remove or rename the conflicting local user (`syncd users`).",
+    ),
+    ErrorCode(
+        "TEAM_NAME_CONFLICT",
+        "Two assigned groups have the same name, or a group's name is taken by a team another group manages.",
+        "Rename one of the groups in Entra ID.",
+    ),
+    ErrorCode(
+        "APPLY_FAILED",
+        "The store rejected one change.",
+        "Read the message in `syncd log`; the change is retried at the next run.",
+    ),
+    # warnings: the object is synced, the audit keeps the note
+    ErrorCode(
+        "NAME_NORMALISED",
+        "Special characters were removed from a display name (warning).",
+        "Nothing; rename the user in Entra ID if the stored name reads badly.",
+    ),
+    ErrorCode(
+        "ROLE_UNKNOWN",
+        "A user holds an app role that maps to no user type; the default type was used (warning).",
+        "Name the role admin, member, viewer, guest or a number, or map it in [roles.map].",
+    ),
+    # Graph
+    ErrorCode(
+        "GRAPH_AUTH",
+        "Microsoft Graph rejected the credentials (401).",
+        "Check graph.tenant_id, graph.client_id and the secret, certificate or token; run `syncd check`.",
+    ),
+    ErrorCode(
+        "GRAPH_PERMISSION",
+        "The application lacks a Graph permission (403).",
+        "Grant the named "
+        "application permission (Application.Read.All, User.Read.All, GroupMember.Read.All) "
+        "with admin consent.",
+    ),
+    ErrorCode(
+        "GRAPH_NOT_FOUND",
+        "The service principal (enterprise application) was not found (404).",
+        "Check graph.service_principal_id or graph.app_id.",
+    ),
+    ErrorCode(
+        "GRAPH_THROTTLED",
+        "Graph kept answering 429 after every retry.",
+        "Nothing; the next run retries. Lower graph.max_concurrency if it persists.",
+    ),
+    ErrorCode(
+        "GRAPH_UNAVAILABLE",
+        "Graph could not be reached or answered 5xx after every retry.",
+        "Nothing; the next run retries. Check the network and graph.base_url.",
+    ),
+    ErrorCode(
+        "GRAPH_BAD_RESPONSE",
+        "Graph answered something syncd could not read.",
+        "Report it with the message; run `syncd check`.",
+    ),
+    ErrorCode(
+        "SNAPSHOT_INCOMPLETE",
+        "Part of the snapshot could not be read, so nothing was deprovisioned by absence.",
+        "See the failures listed with it; the next run retries.",
+    ),
+    ErrorCode(
+        "SNAPSHOT_INVALID",
+        "A snapshot file could not be read.",
+        "Check the file against the format in the README (`syncd snapshot --out FILE` writes it).",
+    ),
+    # safety
+    ErrorCode(
+        "SAFETY_DEACTIVATIONS",
+        "The plan deactivates more users than safety.max_deactivations.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow-deletes`.",
+    ),
+    ErrorCode(
+        "SAFETY_TEAM_DELETIONS",
+        "The plan deletes more teams than safety.max_team_deletions.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow-deletes`.",
+    ),
+    # infrastructure
+    ErrorCode(
+        "CONFIG_INVALID",
+        "The configuration file is missing, malformed or has invalid keys.",
+        "Fix the keys named in the message; `syncd config check` validates a file.",
+    ),
+    ErrorCode(
+        "STORE_UNREACHABLE",
+        "The database could not be opened or reached.",
+        "Check store.url, that the database server runs, and file permissions.",
+    ),
+    ErrorCode(
+        "STORE_SCHEMA",
+        "The database schema is missing or newer than this syncd.",
+        "Run `syncd db upgrade`, or upgrade syncd.",
+    ),
+    ErrorCode(
+        "STORE_FAILED",
+        "A database error aborted the run; nothing of it was written.",
+        "Read the message; the next run retries.",
+    ),
+    ErrorCode("LOCKED", "Another syncd run holds the lock.", "Wait for it, or pass --wait SECONDS."),
+    ErrorCode(
+        "NOT_FOUND", "The user or group named on the command line does not exist.", "Check the name, email or id."
+    ),
+    ErrorCode("INVALID_INPUT", "A value given on the command line is not valid.", "Read the message."),
+)
+
+CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _CODES}
+WARNING_CODES = frozenset({"NAME_NORMALISED", "ROLE_UNKNOWN"})
+
+
+class SyncdError(Exception):
+    """Base of every error syncd reports to the user.  ``code`` is a key of :data:`CODES`."""
+
+    code = "STORE_FAILED"
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        assert self.code in CODES, self.code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(SyncdError):
+    code = "CONFIG_INVALID"
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class StoreError(SyncdError):
+    code = "STORE_FAILED"
+
+
+class GraphError(SyncdError):
+    code = "GRAPH_UNAVAILABLE"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class SnapshotError(SyncdError):
+    code = "SNAPSHOT_INVALID"
+
+
+class SafetyError(SyncdError):
+    exit_code = ExitCode.REFUSED
+
+
+class LockedError(SyncdError):
+    code = "LOCKED"
+    exit_code = ExitCode.LOCKED
+
+
+class InputError(SyncdError):
+    code = "INVALID_INPUT"
+    exit_code = ExitCode.USAGE
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    if isinstance(error, SyncdError):
+        return error.exit_code
+    return ExitCode.FAILED

@@ -1,0 +1,723 @@
+"""The planner: ``diff(snapshot, state, policy) -> Plan``.  Pure: no I/O, no clock.
+
+A :class:`Plan` is inert data, an ordered tuple of frozen change records plus per-object errors
+and warnings.  ``syncd plan`` renders it (``render.py``) and ``syncd sync`` applies it
+(``apply.py``); both read the same object, so the dry run cannot lie.
+
+The rules mirror monday.com's SCIM provisioning (README, "Semantics"); each branch below names
+the row of that table it implements.  Identity is the Entra object id, never a name or an email.
+
+Invariants, proved by property tests: planning is deterministic, and applying a plan then
+planning again against the same snapshot yields no changes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .model import (
+    BUILTIN_USER_TYPES,
+    DEFAULT_ACCESS_ROLE_ID,
+    Policy,
+    Snapshot,
+    SourceGroup,
+    SourceUser,
+    StoreState,
+    StoreTeam,
+    StoreUser,
+    is_custom_role_id,
+    user_email,
+    user_name,
+)
+
+# --------------------------------------------------------------------------- change records
+
+FieldChanges = tuple[tuple[str, Any, Any], ...]
+"""(field, old, new) triples in a fixed field order."""
+
+USER_FIELDS = ("email", "name", "title", "user_type")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateUser:
+    op: ClassVar[str] = "create_user"
+    entra_id: str
+    email: str
+    name: str
+    title: str | None
+    user_type: str
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fields(self) -> FieldChanges:
+        return tuple((name, None, getattr(self, name)) for name in USER_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptUser:
+    """A local user with the same email and no Entra id becomes managed (Entra id set)."""
+
+    op: ClassVar[str] = "adopt_user"
+    user_id: int
+    entra_id: str
+    email: str
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("entra_id", None, self.entra_id),)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateUser:
+    op: ClassVar[str] = "update_user"
+    user_id: int
+    entra_id: str
+    email: str
+    changes: FieldChanges
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fields(self) -> FieldChanges:
+        return self.changes
+
+
+@dataclass(frozen=True, slots=True)
+class DeactivateUser:
+    op: ClassVar[str] = "deactivate_user"
+    user_id: int
+    entra_id: str
+    email: str
+    reason: str
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("active", True, False),)
+
+
+@dataclass(frozen=True, slots=True)
+class ReactivateUser:
+    op: ClassVar[str] = "reactivate_user"
+    user_id: int
+    entra_id: str
+    email: str
+
+    @property
+    def target(self) -> str:
+        return self.email
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("active", False, True),)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTeam:
+    op: ClassVar[str] = "create_team"
+    entra_id: str
+    name: str
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("name", None, self.name),)
+
+
+@dataclass(frozen=True, slots=True)
+class RenameTeam:
+    op: ClassVar[str] = "rename_team"
+    team_id: int
+    entra_id: str
+    old_name: str
+    name: str
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("name", self.old_name, self.name),)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceTeam:
+    """An assigned group takes over the unmanaged team that has its name."""
+
+    op: ClassVar[str] = "replace_team"
+    team_id: int
+    entra_id: str
+    name: str
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("entra_id", None, self.entra_id),)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTeam:
+    op: ClassVar[str] = "delete_team"
+    team_id: int
+    entra_id: str
+    name: str
+    member_emails: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("name", self.name, None),)
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember:
+    """Team and user are named by Entra id: either may be created earlier in the same plan."""
+
+    op: ClassVar[str] = "add_member"
+    team_entra_id: str
+    team_name: str
+    user_entra_id: str
+    email: str
+
+    @property
+    def target(self) -> str:
+        return self.team_name
+
+    @property
+    def entra_id(self) -> str:
+        return self.team_entra_id
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("member", None, self.email),)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    op: ClassVar[str] = "remove_member"
+    team_id: int
+    team_entra_id: str
+    team_name: str
+    user_id: int
+    email: str
+
+    @property
+    def target(self) -> str:
+        return self.team_name
+
+    @property
+    def entra_id(self) -> str:
+        return self.team_entra_id
+
+    @property
+    def fields(self) -> FieldChanges:
+        return (("member", self.email, None),)
+
+
+Change = (
+    CreateUser
+    | AdoptUser
+    | UpdateUser
+    | DeactivateUser
+    | ReactivateUser
+    | CreateTeam
+    | RenameTeam
+    | ReplaceTeam
+    | DeleteTeam
+    | AddMember
+    | RemoveMember
+)
+
+OPS = (
+    "create_user",
+    "adopt_user",
+    "reactivate_user",
+    "update_user",
+    "deactivate_user",
+    "delete_team",
+    "rename_team",
+    "replace_team",
+    "create_team",
+    "remove_member",
+    "add_member",
+)
+"""The order in which a plan lists (and apply carries out) its changes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A per-object error (the object is skipped) or warning (the object is synced)."""
+
+    code: str
+    kind: str  # "user" | "group"
+    entra_id: str
+    target: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    changes: tuple[Change, ...] = ()
+    errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+    complete: bool = True
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(change.op for change in self.changes)
+        return {op: counts[op] for op in OPS if counts[op]}
+
+    def count(self, op: str) -> int:
+        return sum(1 for change in self.changes if change.op == op)
+
+
+# --------------------------------------------------------------------------- user types
+
+
+def role_user_types(snapshot: Snapshot, policy: Policy) -> dict[str, str | None]:
+    """The user type each app role id gives; None for a role that maps to nothing."""
+    lowered_map = {name.lower(): target for name, target in policy.role_map.items()}
+    types: dict[str, str | None] = {DEFAULT_ACCESS_ROLE_ID: policy.default_user_type}
+    for role in snapshot.app_roles:
+        names = [n for n in (role.display_name, role.value) if n]
+        found: str | None = None
+        for name in names:
+            if name.lower() in lowered_map:
+                found = lowered_map[name.lower()]
+                break
+        if found is None:
+            for name in names:
+                if name.strip().lower() in BUILTIN_USER_TYPES:
+                    found = name.strip().lower()
+                    break
+        if found is None and role.display_name.strip().isdigit():
+            found = role.display_name.strip()
+        types[role.id] = found
+    return types
+
+
+def choose_user_type(candidates: Iterable[str], policy: Policy) -> str:
+    """The first type in ``policy.precedence`` among the candidates ("custom": the smallest id)."""
+    pool = set(candidates)
+    if not pool:
+        return policy.default_user_type
+    for rank in policy.precedence:
+        if rank == "custom":
+            custom = sorted((t for t in pool if is_custom_role_id(t)), key=lambda t: (int(t), t))
+            if custom:
+                return custom[0]
+        elif rank in pool:
+            return rank
+    return policy.default_user_type
+
+
+# --------------------------------------------------------------------------- desired state
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredUser:
+    entra_id: str
+    email: str
+    name: str
+    title: str | None
+    user_type: str
+
+
+@dataclass(slots=True)
+class _Scope:
+    """Who is in scope, with the app role ids each user holds."""
+
+    user_roles: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    groups: dict[str, SourceGroup] = field(default_factory=dict)
+    unknown_groups: set[str] = field(default_factory=set)
+
+
+def _scope(snapshot: Snapshot) -> _Scope:
+    scope = _Scope()
+    groups_by_id = {group.id: group for group in snapshot.groups}
+    if snapshot.scope == "all":
+        # scope = "all": every user and group Graph listed, with the roles assignments give
+        for user in snapshot.users:
+            scope.user_roles[user.id]
+        scope.groups = dict(groups_by_id)
+    for assignment in snapshot.assignments:
+        if assignment.principal_type == "User":
+            # user assigned directly
+            scope.user_roles[assignment.principal_id].add(assignment.app_role_id)
+        elif assignment.principal_id in groups_by_id:
+            scope.groups[assignment.principal_id] = groups_by_id[assignment.principal_id]
+        else:
+            scope.unknown_groups.add(assignment.principal_id)
+    group_roles: dict[str, set[str]] = defaultdict(set)
+    for assignment in snapshot.assignments:
+        if assignment.principal_type == "Group":
+            group_roles[assignment.principal_id].add(assignment.app_role_id)
+    for group in scope.groups.values():
+        # user assigned as a direct member of an assigned group (transitive when flattened)
+        for member_id in group.member_ids or ():
+            roles = group_roles.get(group.id) or {DEFAULT_ACCESS_ROLE_ID}
+            scope.user_roles[member_id].update(roles)
+    if snapshot.scope == "all":
+        for roles in scope.user_roles.values():
+            if not roles:
+                roles.add(DEFAULT_ACCESS_ROLE_ID)
+    return scope
+
+
+class _Planner:
+    def __init__(self, snapshot: Snapshot, state: StoreState, policy: Policy) -> None:
+        self.snapshot = snapshot
+        self.state = state
+        self.policy = policy
+        self.authoritative = snapshot.complete and not snapshot.partial
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.user_changes: list[Change] = []
+        self.team_changes: list[Change] = []
+        self.member_changes: list[Change] = []
+        self.source_users = snapshot.user_by_id()
+        self.by_entra = {user.entra_id: user for user in state.users if user.entra_id}
+        self.users_by_id = {user.id: user for user in state.users}
+        # Entra id -> local user that will be active after the plan (for team membership)
+        self.active_after: dict[str, StoreUser | None] = {}
+        self.frozen_user_ids: set[int] = set()
+        # warnings are reported only with the change that acts on them
+        self.name_warnings: dict[str, Problem] = {}
+        self.role_warnings: dict[str, Problem] = {}
+
+    # ----------------------------------------------------------------- users
+
+    def plan_users(self, scope: _Scope) -> None:
+        roles = role_user_types(self.snapshot, self.policy)
+        desired: dict[str, DesiredUser] = {}
+        for entra_id in sorted(scope.user_roles):
+            source = self.source_users.get(entra_id)
+            if source is None or entra_id in self.snapshot.deleted_user_ids:
+                continue  # not read (a fetch failure) or deleted: handled as out of scope
+            if source.account_enabled is False:
+                continue  # disabled: never created; deactivated below if provisioned
+            wanted = self._desired_user(source, scope.user_roles[entra_id], roles)
+            if wanted is not None:
+                desired[entra_id] = wanted
+
+        desired = self._drop_email_conflicts(desired)
+
+        for want in sorted(desired.values(), key=lambda user: (user.email, user.entra_id)):
+            self._plan_user(want)
+
+        # user unassigned / removed from every assigned group / disabled / deleted -> inactive
+        for user in sorted(self.by_entra.values(), key=lambda u: (u.email, u.id)):
+            assert user.entra_id is not None
+            if user.entra_id in desired or user.id in self.frozen_user_ids or not user.active:
+                continue
+            reason = self._inactive_reason(user.entra_id)
+            if reason is None:
+                self.active_after[user.entra_id] = user
+                self.frozen_user_ids.add(user.id)  # absence is no evidence here: leave it be
+                continue
+            self.user_changes.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
+
+    def _desired_user(
+        self, source: SourceUser, role_ids: set[str], roles: Mapping[str, str | None]
+    ) -> DesiredUser | None:
+        email = user_email(source, self.policy.email_attribute)
+        if email is None:
+            attribute = self.policy.email_attribute
+            self.errors.append(
+                Problem(
+                    "USER_NO_EMAIL",
+                    "user",
+                    source.id,
+                    source.display_name or source.id,
+                    f"no usable email in {attribute}: {getattr(source, _ATTR[attribute])!r}",
+                )
+            )
+            existing = self.by_entra.get(source.id)
+            if existing is not None:
+                self._freeze(existing)
+            return None
+        candidates = []
+        for role_id in sorted(role_ids):
+            user_type = roles.get(role_id)
+            if user_type is None:
+                role = next((r for r in self.snapshot.app_roles if r.id == role_id), None)
+                role_name = (role.display_name or role.value or role.id) if role else role_id
+                self.role_warnings[source.id] = Problem(
+                    "ROLE_UNKNOWN",
+                    "user",
+                    source.id,
+                    email,
+                    f"app role {role_name!r} maps to no user type; using {self.policy.default_user_type!r}",
+                )
+                user_type = self.policy.default_user_type
+            candidates.append(user_type)
+        name = user_name(source, email)
+        if source.display_name is not None and name != " ".join(source.display_name.split()):
+            self.name_warnings[source.id] = Problem(
+                "NAME_NORMALISED", "user", source.id, email, f"name {source.display_name!r} stored as {name!r}"
+            )
+        return DesiredUser(source.id, email, name, source.job_title or None, choose_user_type(candidates, self.policy))
+
+    def _drop_email_conflicts(self, desired: dict[str, DesiredUser]) -> dict[str, DesiredUser]:
+        """Two users may not share an email: report the conflict and skip whoever cannot have it."""
+        claims: dict[str, list[str]] = defaultdict(list)
+        for entra_id, user in desired.items():
+            claims[user.email].append(entra_id)
+        holders = {user.email: user for user in self.state.users}
+        keep: dict[str, DesiredUser] = {}
+        for email, claimants in sorted(claims.items()):
+            holder = holders.get(email)
+            winners = claimants
+            if holder is not None and holder.entra_id is not None and holder.entra_id not in claimants:
+                # held by another managed user (perhaps inactive): no one here may take it
+                winners = []
+            elif holder is not None and holder.entra_id in claimants:
+                winners = [holder.entra_id]
+            elif holder is not None and holder.entra_id is None and any(c in self.by_entra for c in claimants):
+                # an unmanaged local user has it and the claimant already has a row of its own
+                winners = [c for c in claimants if c not in self.by_entra]
+            if len(winners) > 1:
+                winners = []
+            for entra_id in claimants:
+                if entra_id in winners:
+                    keep[entra_id] = desired[entra_id]
+                    continue
+                who = (
+                    f"user {holder.email!r} (local id {holder.id})"
+                    if holder is not None and holder.entra_id not in claimants
+                    else "another user in scope"
+                )
+                self.errors.append(
+                    Problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
+                )
+                existing = self.by_entra.get(entra_id)
+                if existing is not None:
+                    self._freeze(existing)
+        return keep
+
+    def _freeze(self, user: StoreUser) -> None:
+        """A user with an error is left exactly as it is, memberships included."""
+        self.frozen_user_ids.add(user.id)
+        if user.entra_id:
+            self.active_after[user.entra_id] = user if user.active else None
+
+    def _plan_user(self, want: DesiredUser) -> None:
+        existing = self.by_entra.get(want.entra_id)
+        if existing is None:
+            local = next((u for u in self.state.users if u.email == want.email and u.entra_id is None), None)
+            if local is None:
+                # user assigned and enabled, new -> created
+                self.user_changes.append(CreateUser(want.entra_id, want.email, want.name, want.title, want.user_type))
+                self._warn_for(want.entra_id, name=True, role=True)
+                self.active_after[want.entra_id] = StoreUser(-1, want.email, want.name, entra_id=want.entra_id)
+                return
+            # a local user with the same email and no Entra id is adopted, not duplicated
+            self.user_changes.append(AdoptUser(local.id, want.entra_id, want.email))
+            existing = local
+        if not existing.active:
+            # an inactive managed user comes back in scope: the same row is reactivated
+            self.user_changes.append(ReactivateUser(existing.id, want.entra_id, existing.email))
+        changes = []
+        for name in USER_FIELDS:
+            if name == "user_type" and not self.policy.provision_user_type:
+                continue  # type is set at creation only
+            old, new = getattr(existing, name), getattr(want, name)
+            if old != new:
+                changes.append((name, old, new))
+        if changes:
+            # displayName / UPN / jobTitle / role changes -> updated in place
+            self.user_changes.append(UpdateUser(existing.id, want.entra_id, existing.email, tuple(changes)))
+            names = {change[0] for change in changes}
+            self._warn_for(want.entra_id, name="name" in names, role="user_type" in names)
+        self.active_after[want.entra_id] = existing
+
+    def _warn_for(self, entra_id: str, *, name: bool, role: bool) -> None:
+        if name and entra_id in self.name_warnings:
+            self.warnings.append(self.name_warnings[entra_id])
+        if role and entra_id in self.role_warnings:
+            self.warnings.append(self.role_warnings[entra_id])
+
+    def _inactive_reason(self, entra_id: str) -> str | None:
+        if entra_id in self.snapshot.deleted_user_ids:
+            return "deleted"
+        source = self.source_users.get(entra_id)
+        if source is not None and source.account_enabled is False:
+            return "disabled"
+        if self.authoritative:
+            return "deleted" if self.snapshot.scope == "all" and source is None else "unassigned"
+        return None
+
+    # ----------------------------------------------------------------- teams
+
+    def plan_teams(self, scope: _Scope) -> None:
+        teams_by_entra = {team.entra_id: team for team in self.state.teams if team.entra_id}
+        unmanaged_by_name: dict[str, list[StoreTeam]] = defaultdict(list)
+        for team in self.state.teams:
+            if team.entra_id is None:
+                unmanaged_by_name[team.name].append(team)
+
+        names: dict[str, list[SourceGroup]] = defaultdict(list)
+        for group in scope.groups.values():
+            names[group.display_name.strip()].append(group)
+        wanted: dict[str, tuple[SourceGroup, str]] = {}
+        for name, groups in sorted(names.items()):
+            if len(groups) > 1:
+                for group in sorted(groups, key=lambda g: g.id):
+                    self.errors.append(
+                        Problem(
+                            "TEAM_NAME_CONFLICT",
+                            "group",
+                            group.id,
+                            name,
+                            f"{len(groups)} assigned groups are named {name!r}",
+                        )
+                    )
+                continue
+            wanted[groups[0].id] = (groups[0], name)
+
+        # group unassigned or deleted -> team deprovisioned; the audit keeps what it was
+        leaving: set[int] = set()
+        for team in sorted(teams_by_entra.values(), key=lambda t: (t.name, t.id)):
+            assert team.entra_id is not None
+            if team.entra_id in scope.groups or team.entra_id in scope.unknown_groups:
+                continue
+            if not self.authoritative:
+                continue
+            members = tuple(sorted(self.users_by_id[m].email for m in team.member_ids if m in self.users_by_id))
+            self.team_changes.append(DeleteTeam(team.id, team.entra_id, team.name, members))
+            leaving.add(team.id)
+
+        staying_names = {
+            team.name: team
+            for team in teams_by_entra.values()
+            if team.id not in leaving and team.entra_id not in wanted
+        }
+        creates: list[Change] = []
+        for group_id, (group, name) in sorted(wanted.items(), key=lambda item: (item[1][1], item[0])):
+            managed_team = teams_by_entra.get(group_id)
+            other = staying_names.get(name)
+            if other is not None:
+                self.errors.append(
+                    Problem(
+                        "TEAM_NAME_CONFLICT",
+                        "group",
+                        group_id,
+                        name,
+                        f"team {name!r} is managed by group {other.entra_id}",
+                    )
+                )
+                continue
+            if managed_team is not None:
+                if managed_team.name != name:
+                    # group renamed -> team renamed (same row)
+                    self.team_changes.append(RenameTeam(managed_team.id, group_id, managed_team.name, name))
+                self._plan_members(group, managed_team, name)
+                continue
+            takeover = unmanaged_by_name.get(name, [])
+            if len(takeover) > 1:
+                self.errors.append(
+                    Problem(
+                        "TEAM_NAME_CONFLICT", "group", group_id, name, f"{len(takeover)} local teams are named {name!r}"
+                    )
+                )
+                continue
+            if takeover:
+                # a group named like a team no group manages takes that team over
+                self.team_changes.append(ReplaceTeam(takeover[0].id, group_id, name))
+                self._plan_members(group, takeover[0], name)
+                continue
+            # group assigned -> team created with the group's members
+            creates.append(CreateTeam(group_id, name))
+            self._plan_members(group, None, name)
+        self.team_changes.extend(creates)
+
+    def _plan_members(self, group: SourceGroup, team: StoreTeam | None, name: str) -> None:
+        """Members become exactly the group's members that are active in the store."""
+        if group.member_ids is None:
+            return  # the member list could not be read: leave the team as it is
+        current = set(team.member_ids) if team is not None else set()
+        target: dict[str, str] = {}  # entra id -> email
+        for member_id in group.member_ids:
+            after = self.active_after.get(member_id)
+            if after is not None and after.id not in self.frozen_user_ids:
+                target[member_id] = self._email_after(member_id, after)
+        current_entra = {}
+        for user_id in current:
+            user = self.users_by_id.get(user_id)
+            if user is not None:
+                current_entra[user_id] = user
+        in_team = {u.entra_id for u in current_entra.values() if u.entra_id}
+        deactivated = {c.user_id for c in self.user_changes if isinstance(c, DeactivateUser)}
+        team_entra = group.id
+        for user_id, user in sorted(current_entra.items(), key=lambda item: (item[1].email, item[0])):
+            if user_id in self.frozen_user_ids or user.entra_id in target:
+                continue
+            evidence = user_id in deactivated or not user.active
+            if self.snapshot.partial:
+                evidence = evidence or user.entra_id in self.source_users
+            if self.authoritative or evidence:
+                assert team is not None
+                self.member_changes.append(RemoveMember(team.id, team_entra, name, user_id, user.email))
+        for member_id, email in sorted(target.items(), key=lambda item: (item[1], item[0])):
+            if member_id not in in_team:
+                self.member_changes.append(AddMember(team_entra, name, member_id, email))
+
+    def _email_after(self, entra_id: str, user: StoreUser) -> str:
+        for change in self.user_changes:
+            if isinstance(change, (CreateUser, UpdateUser)) and change.entra_id == entra_id:
+                for field_name, _old, new in change.fields:
+                    if field_name == "email":
+                        return str(new)
+        return user.email
+
+    # ----------------------------------------------------------------- assembly
+
+    def run(self) -> Plan:
+        scope = _scope(self.snapshot)
+        self.plan_users(scope)
+        self.plan_teams(scope)
+        changes = self.user_changes + self.team_changes + self.member_changes
+        order = {op: index for index, op in enumerate(OPS)}
+        ordered = sorted(enumerate(changes), key=lambda item: (order[item[1].op], item[0]))
+        return Plan(
+            changes=tuple(change for _, change in ordered),
+            errors=tuple(self.errors),
+            warnings=tuple(self.warnings),
+            complete=self.snapshot.complete,
+        )
+
+
+_ATTR = {"userPrincipalName": "user_principal_name", "mail": "mail"}
+
+
+def diff(snapshot: Snapshot, state: StoreState, policy: Policy | None = None) -> Plan:
+    """The changes that make ``state`` match ``snapshot`` under ``policy``."""
+    return _Planner(snapshot, state, policy or Policy()).run()
