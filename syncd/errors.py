@@ -69,15 +69,17 @@ _CODES = (
     ),
     ErrorCode(
         "GRAPH_PERMISSION",
-        "The application lacks a Graph permission (403).",
+        "The application lacks a Graph permission (403, or group members came back without their "
+        "fields, which means User.Read.All is missing).",
         "Grant the named "
         "application permission (Application.Read.All, User.Read.All, GroupMember.Read.All) "
         "with admin consent.",
     ),
     ErrorCode(
         "GRAPH_NOT_FOUND",
-        "The service principal (enterprise application) was not found (404).",
-        "Check graph.service_principal_id or graph.app_id.",
+        "An object Graph was asked for does not exist (404): the service principal, or an assigned "
+        "group deleted between two reads.",
+        "Check graph.service_principal_id or graph.app_id; a vanished group is read again at the next run.",
     ),
     ErrorCode(
         "GRAPH_THROTTLED",

@@ -1,0 +1,281 @@
+"""Snapshot files: what ``syncd snapshot --out FILE`` writes and ``--from-snapshot FILE`` reads.
+
+A snapshot file is one JSON object.  Field names are spelled as Microsoft Graph spells them, so a
+captured tenant is easy to read and to edit by hand::
+
+    {
+      "format": "syncd-snapshot",
+      "version": 1,
+      "scope": "assigned",
+      "appRoles": [
+        {"id": "8f2a...", "displayName": "Admin", "value": "admin"}
+      ],
+      "assignments": [
+        {"principalId": "5b1c...", "principalType": "User", "appRoleId": "8f2a..."},
+        {"principalId": "e07d...", "principalType": "Group",
+         "appRoleId": "00000000-0000-0000-0000-000000000000"}
+      ],
+      "groups": [
+        {"id": "e07d...", "displayName": "Sales", "members": ["5b1c...", "a4f0..."]}
+      ],
+      "users": [
+        {"id": "5b1c...", "userPrincipalName": "ada@contoso.com", "mail": "ada@contoso.com",
+         "displayName": "Ada Lovelace", "jobTitle": "Engineer", "accountEnabled": true}
+      ],
+      "deletedUserIds": [],
+      "failures": [],
+      "partial": false
+    }
+
+Keys:
+
+* ``format`` (required) is always ``"syncd-snapshot"``; ``version`` is 1 (a file from a newer
+  syncd is refused).
+* ``scope``: ``"assigned"`` (users and groups assigned to the application, and the members of
+  assigned groups, are in scope) or ``"all"`` (every user and group listed is).  Default
+  ``"assigned"``.
+* ``appRoles``: the application's roles; ``displayName`` defaults to ``""``, ``value`` to null.
+* ``assignments``: ``principalType`` is ``"User"`` or ``"Group"``; ``appRoleId`` defaults to the
+  default-access role ``00000000-0000-0000-0000-000000000000``.
+* ``groups``: ``members`` lists the ids of the group's user members (all transitive user members
+  when nested groups are flattened); ``null`` means the list could not be read and the team is
+  left as it is.  Default ``[]``.
+* ``users``: only ``id`` is required; the strings default to null and ``accountEnabled`` to true.
+* ``deletedUserIds``: users Graph answered 404 for.
+* ``failures``: reads that failed (``code``, ``message``, optional ``path``); any entry makes the
+  snapshot incomplete, and nothing is deprovisioned because it is absent.
+* ``partial``: true for a snapshot of a single user or group (``syncd sync --user/--group``).
+
+Every list defaults to empty.  Unknown keys are ignored (a hand-edited file may keep notes or
+Graph's own ``@odata`` annotations); a known key with the wrong type is an error naming the key
+and the item, e.g. ``users[3].accountEnabled: must be true, false or null``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import SnapshotError
+from ..model import DEFAULT_ACCESS_ROLE_ID, AppRole, Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser
+
+FORMAT = "syncd-snapshot"
+VERSION = 1
+
+T = TypeVar("T")
+
+
+def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
+    """The JSON document of a snapshot (see the module docstring for the format)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "scope": snapshot.scope,
+        "appRoles": [
+            {"id": role.id, "displayName": role.display_name, "value": role.value} for role in snapshot.app_roles
+        ],
+        "assignments": [
+            {"principalId": a.principal_id, "principalType": a.principal_type, "appRoleId": a.app_role_id}
+            for a in snapshot.assignments
+        ],
+        "groups": [
+            {
+                "id": group.id,
+                "displayName": group.display_name,
+                "members": None if group.member_ids is None else list(group.member_ids),
+            }
+            for group in snapshot.groups
+        ],
+        "users": [
+            {
+                "id": user.id,
+                "userPrincipalName": user.user_principal_name,
+                "mail": user.mail,
+                "displayName": user.display_name,
+                "jobTitle": user.job_title,
+                "accountEnabled": user.account_enabled,
+            }
+            for user in snapshot.users
+        ],
+        "deletedUserIds": sorted(snapshot.deleted_user_ids),
+        "failures": [{"code": f.code, "message": f.message, "path": f.path} for f in snapshot.failures],
+        "partial": snapshot.partial,
+    }
+
+
+class _Reader:
+    """Typed access to one JSON object, reporting problems with their key path."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def error(self, key: str, problem: str) -> SnapshotError:
+        return SnapshotError(f"{self.where}{key}: {problem}")
+
+    def string(self, key: str, *, default: str | None = None, required: bool = False) -> str:
+        value = self.data.get(key)
+        if value is None:
+            if required or default is None:
+                raise self.error(key, "required (a string)" if key not in self.data else "must be a string")
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, "must be a string")
+        if required and not value:
+            raise self.error(key, "must not be empty")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.error(key, "must be a string or null")
+
+    def boolean(self, key: str, default: bool, *, nullable: bool = False) -> bool | None:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or (nullable and value is None):
+            return value
+        raise self.error(key, "must be true, false or null" if nullable else "must be true or false")
+
+    def items(self, key: str, decode: Callable[[_Reader], T]) -> list[T]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(key, "must be a list")
+        decoded = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise SnapshotError(f"{self.where}{key}[{index}]: must be an object")
+            decoded.append(decode(_Reader(item, f"{self.where}{key}[{index}].")))
+        return decoded
+
+    def strings(self, key: str, *, nullable: bool = False) -> list[str] | None:
+        value = self.data.get(key, [])
+        if value is None and nullable:
+            return None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return self._bad_strings(key, value, nullable)
+        return value
+
+    def _bad_strings(self, key: str, value: Any, nullable: bool) -> list[str]:
+        if isinstance(value, list):
+            index = next(i for i, item in enumerate(value) if not isinstance(item, str))
+            raise SnapshotError(f"{self.where}{key}[{index}]: must be a string (an object id)")
+        raise self.error(key, "must be a list of ids" + (" or null" if nullable else ""))
+
+
+def _app_role(item: _Reader) -> AppRole:
+    return AppRole(
+        id=item.string("id", required=True),
+        display_name=item.string("displayName", default=""),
+        value=item.optional_string("value"),
+    )
+
+
+def _assignment(item: _Reader) -> Assignment:
+    principal_type = item.string("principalType", required=True)
+    if principal_type not in ("User", "Group"):
+        raise item.error("principalType", 'must be "User" or "Group"')
+    return Assignment(
+        principal_id=item.string("principalId", required=True),
+        principal_type=principal_type,  # type: ignore[arg-type]
+        app_role_id=item.string("appRoleId", default=DEFAULT_ACCESS_ROLE_ID) or DEFAULT_ACCESS_ROLE_ID,
+    )
+
+
+def _group(item: _Reader) -> SourceGroup:
+    members = item.strings("members", nullable=True)
+    return SourceGroup(
+        id=item.string("id", required=True),
+        display_name=item.string("displayName", required=True),
+        member_ids=None if members is None else tuple(members),
+    )
+
+
+def _user(item: _Reader) -> SourceUser:
+    return SourceUser(
+        id=item.string("id", required=True),
+        user_principal_name=item.optional_string("userPrincipalName"),
+        mail=item.optional_string("mail"),
+        display_name=item.optional_string("displayName"),
+        job_title=item.optional_string("jobTitle"),
+        account_enabled=item.boolean("accountEnabled", True, nullable=True),
+    )
+
+
+def _failure(item: _Reader) -> FetchFailure:
+    return FetchFailure(
+        code=item.string("code", required=True),
+        message=item.string("message", default=""),
+        path=item.string("path", default=""),
+    )
+
+
+def snapshot_from_json(data: Any) -> Snapshot:
+    """The snapshot a JSON document describes; raises :class:`SnapshotError` naming the bad key."""
+    if not isinstance(data, dict):
+        raise SnapshotError("a snapshot file must hold one JSON object")
+    document = _Reader(data, "")
+    if data.get("format") != FORMAT:
+        raise SnapshotError(f'format: must be "{FORMAT}" (is this a snapshot written by `syncd snapshot`?)')
+    version = data.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SnapshotError("version: must be a whole number (1)")
+    if version > VERSION:
+        raise SnapshotError(f"version: {version} is newer than this syncd reads ({VERSION}); upgrade syncd")
+    scope = document.string("scope", default="assigned")
+    if scope not in ("assigned", "all"):
+        raise SnapshotError('scope: must be "assigned" or "all"')
+    deleted = document.strings("deletedUserIds") or []
+    return Snapshot(
+        scope="all" if scope == "all" else "assigned",
+        app_roles=tuple(document.items("appRoles", _app_role)),
+        assignments=tuple(document.items("assignments", _assignment)),
+        groups=tuple(document.items("groups", _group)),
+        users=tuple(document.items("users", _user)),
+        deleted_user_ids=frozenset(deleted),
+        failures=tuple(document.items("failures", _failure)),
+        partial=bool(document.boolean("partial", False)),
+    )
+
+
+def write_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
+    """Write ``snapshot`` to ``path`` (UTF-8, indented), replacing the file atomically."""
+    target = Path(path)
+    text = json.dumps(snapshot_to_json(snapshot), indent=2, ensure_ascii=False) + "\n"
+    directory = target.parent if str(target.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
+    """Read a snapshot file; every problem is a :class:`SnapshotError` that starts with the path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SnapshotError(f"{path}: cannot read: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SnapshotError(
+            f"{path}: not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    try:
+        return snapshot_from_json(data)
+    except SnapshotError as error:
+        raise SnapshotError(f"{path}: {error.message}") from None
