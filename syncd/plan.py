@@ -254,10 +254,10 @@ Change = (
 )
 
 OPS = (
-    "create_user",
     "adopt_user",
     "reactivate_user",
     "update_user",
+    "create_user",
     "deactivate_user",
     "delete_team",
     "rename_team",
@@ -266,7 +266,7 @@ OPS = (
     "remove_member",
     "add_member",
 )
-"""The order in which a plan lists (and apply carries out) its changes."""
+"""The order in which a plan lists (and apply carries out) its changes: emails move before new users take them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,9 +406,14 @@ class _Planner:
         self.source_users = snapshot.user_by_id()
         self.by_entra = {user.entra_id: user for user in state.users if user.entra_id}
         self.users_by_id = {user.id: user for user in state.users}
+        self.unmanaged_by_email = {user.email: user for user in state.users if user.entra_id is None}
+        # Entra id -> email the user will have after the plan, where the plan changes it
+        self.email_after: dict[str, str] = {}
         # Entra id -> local user that will be active after the plan (for team membership)
         self.active_after: dict[str, StoreUser | None] = {}
         self.frozen_user_ids: set[int] = set()
+        self.deactivated_ids: set[int] = set()
+        self.adopted: dict[int, str] = {}  # local user id -> the Entra id adopting it
         # warnings are reported only with the change that acts on them
         self.name_warnings: dict[str, Problem] = {}
         self.role_warnings: dict[str, Problem] = {}
@@ -487,41 +492,56 @@ class _Planner:
         return DesiredUser(source.id, email, name, source.job_title or None, choose_user_type(candidates, self.policy))
 
     def _drop_email_conflicts(self, desired: dict[str, DesiredUser]) -> dict[str, DesiredUser]:
-        """Two users may not share an email: report the conflict and skip whoever cannot have it."""
+        """Two users may not share an email: report the conflict and skip whoever cannot have it.
+
+        An email is free when nobody holds it, or when its holder moves to another email in this
+        same plan; a rejected mover keeps its email, which can reject others in turn, so this runs
+        to a fixed point.
+        """
         claims: dict[str, list[str]] = defaultdict(list)
         for entra_id, user in desired.items():
             claims[user.email].append(entra_id)
         holders = {user.email: user for user in self.state.users}
-        keep: dict[str, DesiredUser] = {}
-        for email, claimants in sorted(claims.items()):
-            holder = holders.get(email)
-            winners = claimants
-            if holder is not None and holder.entra_id is not None and holder.entra_id not in claimants:
-                # held by another managed user (perhaps inactive): no one here may take it
-                winners = []
-            elif holder is not None and holder.entra_id in claimants:
-                winners = [holder.entra_id]
-            elif holder is not None and holder.entra_id is None and any(c in self.by_entra for c in claimants):
-                # an unmanaged local user has it and the claimant already has a row of its own
-                winners = [c for c in claimants if c not in self.by_entra]
-            if len(winners) > 1:
-                winners = []
-            for entra_id in claimants:
-                if entra_id in winners:
-                    keep[entra_id] = desired[entra_id]
+        rejected: dict[str, tuple[str, str]] = {}  # entra id -> (email, who has it)
+        while True:
+            kept = {entra_id: user for entra_id, user in desired.items() if entra_id not in rejected}
+            rejections: dict[str, tuple[str, str]] = {}
+            for email, all_claimants in claims.items():
+                claimants = [c for c in all_claimants if c not in rejected]
+                if not claimants:
                     continue
-                who = (
-                    f"user {holder.email!r} (local id {holder.id})"
-                    if holder is not None and holder.entra_id not in claimants
-                    else "another user in scope"
-                )
-                self.errors.append(
-                    Problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
-                )
-                existing = self.by_entra.get(entra_id)
-                if existing is not None:
-                    self._freeze(existing)
-        return keep
+                holder = holders.get(email)
+                moving = holder is not None and holder.entra_id in kept and kept[holder.entra_id].email != email
+                if holder is None or moving:
+                    winners = claimants
+                elif holder.entra_id in claimants:
+                    winners = [holder.entra_id]
+                elif holder.entra_id is not None:
+                    winners = []  # held by another managed user (perhaps inactive)
+                else:
+                    # an unmanaged local user has it: adopted, unless the claimant has a row of its own
+                    winners = [c for c in claimants if c not in self.by_entra]
+                if len(winners) > 1:
+                    winners = []
+                for entra_id in claimants:
+                    if entra_id not in winners:
+                        who = (
+                            f"user {holder.email!r} (local id {holder.id})"
+                            if holder is not None and holder.entra_id not in claimants and not moving
+                            else "another user in scope"
+                        )
+                        rejections[entra_id] = (email, who)
+            if not rejections:
+                break
+            rejected.update(rejections)
+        for entra_id, (email, who) in sorted(rejected.items(), key=lambda item: (item[1][0], item[0])):
+            self.errors.append(
+                Problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
+            )
+            existing = self.by_entra.get(entra_id)
+            if existing is not None:
+                self._freeze(existing)
+        return kept
 
     def _freeze(self, user: StoreUser) -> None:
         """A user with an error is left exactly as it is, memberships included."""
@@ -530,9 +550,10 @@ class _Planner:
             self.active_after[user.entra_id] = user if user.active else None
 
     def _plan_user(self, want: DesiredUser) -> None:
+        self.email_after[want.entra_id] = want.email
         existing = self.by_entra.get(want.entra_id)
         if existing is None:
-            local = next((u for u in self.state.users if u.email == want.email and u.entra_id is None), None)
+            local = self.unmanaged_by_email.get(want.email)
             if local is None:
                 # user assigned and enabled, new -> created
                 self.user_changes.append(CreateUser(want.entra_id, want.email, want.name, want.title, want.user_type))
@@ -541,6 +562,7 @@ class _Planner:
                 return
             # a local user with the same email and no Entra id is adopted, not duplicated
             self.user_changes.append(AdoptUser(local.id, want.entra_id, want.email))
+            self.adopted[local.id] = want.entra_id
             existing = local
         if not existing.active:
             # an inactive managed user comes back in scope: the same row is reactivated
@@ -663,46 +685,36 @@ class _Planner:
         """Members become exactly the group's members that are active in the store."""
         if group.member_ids is None:
             return  # the member list could not be read: leave the team as it is
-        current = set(team.member_ids) if team is not None else set()
-        target: dict[str, str] = {}  # entra id -> email
+        target: dict[str, str] = {}  # entra id -> email after the plan
         for member_id in group.member_ids:
             after = self.active_after.get(member_id)
             if after is not None and after.id not in self.frozen_user_ids:
-                target[member_id] = self._email_after(member_id, after)
-        current_entra = {}
-        for user_id in current:
-            user = self.users_by_id.get(user_id)
-            if user is not None:
-                current_entra[user_id] = user
-        in_team = {u.entra_id for u in current_entra.values() if u.entra_id}
-        deactivated = {c.user_id for c in self.user_changes if isinstance(c, DeactivateUser)}
-        team_entra = group.id
-        for user_id, user in sorted(current_entra.items(), key=lambda item: (item[1].email, item[0])):
-            if user_id in self.frozen_user_ids or user.entra_id in target:
+                target[member_id] = self.email_after.get(member_id, after.email)
+        current = [self.users_by_id[i] for i in (team.member_ids if team else ()) if i in self.users_by_id]
+        in_team = set()
+        for user in sorted(current, key=lambda u: (u.email, u.id)):
+            entra_id = user.entra_id or self.adopted.get(user.id)
+            if entra_id in target:
+                in_team.add(entra_id)
                 continue
-            evidence = user_id in deactivated or not user.active
+            if user.id in self.frozen_user_ids:
+                continue
+            evidence = user.id in self.deactivated_ids or not user.active
             if self.snapshot.partial:
-                evidence = evidence or user.entra_id in self.source_users
+                evidence = evidence or entra_id in self.source_users
             if self.authoritative or evidence:
                 assert team is not None
-                self.member_changes.append(RemoveMember(team.id, team_entra, name, user_id, user.email))
+                self.member_changes.append(RemoveMember(team.id, group.id, name, user.id, user.email))
         for member_id, email in sorted(target.items(), key=lambda item: (item[1], item[0])):
             if member_id not in in_team:
-                self.member_changes.append(AddMember(team_entra, name, member_id, email))
-
-    def _email_after(self, entra_id: str, user: StoreUser) -> str:
-        for change in self.user_changes:
-            if isinstance(change, (CreateUser, UpdateUser)) and change.entra_id == entra_id:
-                for field_name, _old, new in change.fields:
-                    if field_name == "email":
-                        return str(new)
-        return user.email
+                self.member_changes.append(AddMember(group.id, name, member_id, email))
 
     # ----------------------------------------------------------------- assembly
 
     def run(self) -> Plan:
         scope = _scope(self.snapshot)
         self.plan_users(scope)
+        self.deactivated_ids = {c.user_id for c in self.user_changes if isinstance(c, DeactivateUser)}
         self.plan_teams(scope)
         changes = self.user_changes + self.team_changes + self.member_changes
         order = {op: index for index, op in enumerate(OPS)}

@@ -1,0 +1,571 @@
+"""The command line: parse options, call one library function, print, exit with a contract code.
+
+Business logic lives elsewhere; see README.md for every command and exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .config import CONFIG_ENV, Config, load
+from .errors import CODES, ExitCode, SyncdError, exit_code_for
+
+# --------------------------------------------------------------------------- plumbing
+
+
+class Context:
+    """Lazily loaded configuration and store, shared by the commands of one invocation."""
+
+    def __init__(self, config_path: str | None, verbosity: int) -> None:
+        self.config_path = config_path
+        self.verbosity = verbosity
+        self._config: Config | None = None
+        self._store: Any = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self.config_path)
+        return self._config
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from .store import Store
+
+            store = Store(self.config.store.url)
+            store.ensure_schema()
+            self._store = store
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def fail(error: SyncdError) -> NoReturn:
+    click.echo(f"syncd: error [{error.code}]: {error}", err=True)
+    raise SystemExit(int(error.exit_code))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar=CONFIG_ENV,
+    help=f"Configuration file (TOML). Also ${CONFIG_ENV}; default $CONFIGURATION_DIRECTORY/config.toml "
+    "or /etc/syncd/config.toml.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.version_option(__version__, prog_name="syncd")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """syncd keeps a local directory of users and teams in step with the users and groups assigned
+    to one Microsoft Entra ID enterprise application."""
+    context = Context(config_path, verbose)
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def _setup_logging(context: Context, *, dry_run: bool = False) -> None:
+    from .logs import setup_logging
+
+    setup_logging(context.config.log, verbosity=context.verbosity, dry_run=dry_run)
+
+
+# --------------------------------------------------------------------------- plan / sync
+
+
+def _run(context: Context, options: Any) -> Any:
+    from .reconcile import run_once
+
+    return run_once(context.config, options)
+
+
+def _print_plan_text(result: Any) -> None:
+    from .render import to_text
+
+    click.echo(to_text(result.plan))
+    for failure in result.failures:
+        click.echo(f"! graph read failed [{failure['code']}] {failure['path']}: {failure['message']}", err=True)
+    for refusal in result.refusals:
+        click.echo(f"! refused [{refusal.code}]: {refusal.message}", err=True)
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    from .render import to_json
+
+    data = to_json(result.plan)
+    data["status"] = result.status
+    data["failures"] = result.failures
+    data["refusals"] = [{"code": r.code, "message": r.message} for r in result.refusals]
+    if result.run_id is not None:
+        data["run_id"] = result.run_id
+        data["applied"] = result.applied
+        data["failed"] = result.failed
+    return data
+
+
+snapshot_option = click.option(
+    "--from-snapshot",
+    "snapshot_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Reconcile from a snapshot file (written by `syncd snapshot`) instead of Microsoft Graph.",
+)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--allow-deletes", is_flag=True, help="Report the plan as allowed even past the safety limits.")
+@snapshot_option
+@pass_context
+def plan(context: Context, as_json: bool, allow_deletes: bool, snapshot_path: str | None) -> None:
+    """Show the changes a sync would make (a dry run; writes nothing).
+
+    Exit 0: nothing wrong; 3: some objects have errors or Graph could not be read completely;
+    4: a sync would be refused by a safety limit.
+    """
+    from .reconcile import RunOptions
+
+    _setup_logging(context, dry_run=True)
+    result = _run(context, RunOptions(dry_run=True, allow_deletes=allow_deletes, snapshot_path=snapshot_path))
+    if as_json:
+        emit_json(_result_json(result))
+    else:
+        _print_plan_text(result)
+    raise SystemExit(int(result.exit_code))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show the plan and change nothing (same as `syncd plan`).")
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="Apply even when the plan deactivates or deletes more than the safety limits allow.",
+)
+@click.option("--user", metavar="UPN_OR_ID", help="Provision one user on demand (only its changes).")
+@click.option("--group", metavar="NAME_OR_ID", help="Provision one group on demand: its team, members and roles.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another run to finish before giving up (exit 75).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@snapshot_option
+@pass_context
+def sync(
+    context: Context,
+    dry_run: bool,
+    allow_deletes: bool,
+    user: str | None,
+    group: str | None,
+    wait_seconds: float,
+    as_json: bool,
+    snapshot_path: str | None,
+) -> None:
+    """Reconcile once, then print a summary.  This is what cron and the systemd timer run.
+
+    Exit 0: done or nothing to do; 1: failed; 3: finished but some objects failed; 4: refused by a
+    safety check (nothing applied); 75: another run holds the lock; 78: configuration error.
+    """
+    from .progress import make_progress
+    from .reconcile import RunOptions
+
+    if user and group:
+        raise click.UsageError("give --user or --group, not both")
+    if (user or group) and snapshot_path:
+        raise click.UsageError("--user/--group read Microsoft Graph; they cannot be combined with --from-snapshot")
+    _setup_logging(context, dry_run=dry_run)
+    options = RunOptions(
+        dry_run=dry_run,
+        allow_deletes=allow_deletes,
+        snapshot_path=snapshot_path,
+        user=user,
+        group=group,
+        trigger="on-demand" if (user or group) else "cli",
+        wait_seconds=wait_seconds,
+        progress=None if as_json else make_progress(sys.stderr),
+    )
+    result = _run(context, options)
+    if as_json:
+        emit_json(_result_json(result))
+    elif dry_run:
+        _print_plan_text(result)
+    else:
+        _print_sync_summary(result)
+    raise SystemExit(int(result.exit_code))
+
+
+def _print_sync_summary(result: Any) -> None:
+    from .render import describe_problem
+
+    if result.status == "paused":
+        click.echo(f"Paused: {result.message}")
+        return
+    for failure in result.failures:
+        click.echo(f"! graph read failed [{failure['code']}] {failure['path']}: {failure['message']}", err=True)
+    if result.status == "refused":
+        for refusal in result.refusals:
+            click.echo(f"syncd: refused [{refusal.code}]: {refusal.message}", err=True)
+        return
+    for problem in result.plan.errors:
+        click.echo(describe_problem(problem, warning=False), err=True)
+    for failed in result.failed:
+        click.echo(f"! failed [{failed['code']}] {failed['op']} {failed['target']}: {failed['message']}", err=True)
+    counts = result.plan.summary()
+    changes = ", ".join(f"{n} {op.replace('_', ' ')}" for op, n in counts.items()) or "no changes"
+    click.echo(
+        f"Run {result.run_id} {result.status}: applied {result.applied} changes ({changes}); "
+        f"{len(result.plan.errors) + len(result.failed)} errors; {result.duration:.1f}s."
+    )
+
+
+# --------------------------------------------------------------------------- Graph commands
+
+
+@cli.command()
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Where to write the snapshot (JSON); `-` for standard output.",
+)
+@pass_context
+def snapshot(context: Context, out_path: str) -> None:
+    """Fetch the application's assignments from Graph and write them as a snapshot file.
+
+    `syncd plan --from-snapshot FILE` and `syncd sync --from-snapshot FILE` replay it offline.
+    """
+    from .graph.snapshot_file import snapshot_to_json, write_snapshot
+    from .reconcile import RunOptions, load_snapshot
+
+    _setup_logging(context)
+    captured = load_snapshot(context.config, RunOptions())
+    if out_path == "-":
+        emit_json(snapshot_to_json(captured))
+    else:
+        write_snapshot(captured, out_path)
+        click.echo(
+            f"Wrote {out_path}: {len(captured.users)} users, {len(captured.groups)} groups, "
+            f"{len(captured.assignments)} assignments" + ("" if captured.complete else " (incomplete)"),
+            err=True,
+        )
+    if not captured.complete:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+@cli.command()
+@pass_context
+def check(context: Context) -> None:
+    """Test the connection: token, service principal, assignments, a user, a group's members."""
+    from .graph import fetch
+
+    config = context.config
+    if not config.graph.configured:
+        fail(SyncdError("graph: no [graph] section with service_principal_id or app_id", code="CONFIG_INVALID"))
+    steps = fetch.check(config.graph)
+    for step in steps:
+        click.echo(f"{'OK  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
+    raise SystemExit(0 if all(step.ok for step in steps) else 1)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Where to keep the demo database (default: a new temporary folder).",
+)
+@click.option(
+    "--users",
+    "user_count",
+    type=click.IntRange(1, 100_000),
+    default=24,
+    show_default=True,
+    help="Size of the generated tenant.",
+)
+def demo(directory: str | None, user_count: int) -> None:
+    """Run syncd end to end against the built-in Graph simulator (no credentials, no setup)."""
+    from .demo import run_demo
+
+    raise SystemExit(run_demo(directory, user_count, echo=click.echo))
+
+
+@cli.command()
+@pass_context
+def run(context: Context) -> None:
+    """Run as a daemon: a sync every [daemon] interval_minutes (default 40) until stopped."""
+    from .daemon import main as daemon_main
+
+    raise SystemExit(daemon_main(context.config_path, verbosity=context.verbosity))
+
+
+# --------------------------------------------------------------------------- users and teams
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def users(ctx: click.Context, as_json: bool) -> None:
+    """List all users (active and inactive), sorted by email."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = ctx.ensure_object(Context).store.list_users()
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        state = "active" if row["active"] else f"inactive ({row.get('inactive_reason') or 'local'})"
+        managed = "managed" if row["managed"] else "local"
+        click.echo(f"{row['email']}\t{row['name']}\t{row['user_type']}\t{state}\t{managed}")
+    active = sum(1 for row in rows if row["active"])
+    click.echo(f"{len(rows)} users, {active} active (seats).")
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="Display name.")
+@click.option(
+    "--type",
+    "user_type",
+    default="member",
+    show_default=True,
+    help="admin, member, viewer, guest, or a custom role id (digits).",
+)
+@pass_context
+def users_create(context: Context, email: str, name: str, user_type: str) -> None:
+    """Create a local (unmanaged) user, as the application's own admins do by hand."""
+    from .errors import InputError
+    from .model import BUILTIN_USER_TYPES, normalise_name
+
+    if user_type not in BUILTIN_USER_TYPES and not user_type.isdigit():
+        fail(InputError(f"--type {user_type!r}: must be admin, member, viewer, guest or a custom role id"))
+    if "@" not in email or " " in email.strip():
+        fail(InputError(f"{email!r} is not an email address"))
+    row = context.store.create_local_user(email.strip(), normalise_name(name) or email.split("@")[0], user_type)
+    click.echo(f"Created local user {row['email']}.")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def teams(ctx: click.Context, as_json: bool) -> None:
+    """List all teams with their members, sorted by name."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = ctx.ensure_object(Context).store.list_teams()
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        managed = f"managed by {row['entra_id']}" if row["managed"] else "local"
+        click.echo(f"{row['name']}\t{managed}\t{len(row['members'])} members: {', '.join(row['members'])}")
+    click.echo(f"{len(rows)} teams.")
+
+
+@teams.command("create")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, metavar="EMAIL", help="A member (repeatable).")
+@pass_context
+def teams_create(context: Context, name: str, members: tuple[str, ...]) -> None:
+    """Create a local (unmanaged) team."""
+    from .errors import InputError
+
+    if not name.strip():
+        fail(InputError("a team needs a name"))
+    row = context.store.create_local_team(name.strip(), [m.strip().lower() for m in members])
+    click.echo(f"Created local team {row['name']} with {len(row['members'])} members.")
+
+
+# --------------------------------------------------------------------------- state and history
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def status(context: Context, as_json: bool) -> None:
+    """Provisioning status: paused or not, seats, teams and the last run."""
+    store = context.store
+    counts = store.counts()
+    data = {"paused": store.is_paused(), **counts, "last_run": store.last_run()}
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"Provisioning: {'Off (paused)' if data['paused'] else 'On'}")
+    click.echo(f"Users: {counts['active_users']} active (seats), {counts['inactive_users']} inactive")
+    click.echo(f"Teams: {counts['teams']}")
+    last = data["last_run"]
+    if last:
+        click.echo(
+            f"Last run: #{last['id']} {last['status']}, started {last['started_at']}, "
+            f"finished {last['finished_at'] or '-'}, {last['changes']} changes"
+        )
+    else:
+        click.echo("Last run: none yet")
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def history(context: Context, limit: int, as_json: bool) -> None:
+    """Past runs, newest first."""
+    rows = context.store.runs(limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(
+            f"#{row['id']}\t{row['started_at']}\t{row['status']}\t{row['trigger']}\t"
+            f"{row['changes']} changes\t{row['errors']} errors\t{row.get('message') or ''}"
+        )
+    if not rows:
+        click.echo("No runs yet.")
+
+
+@cli.command("log")
+@click.option("--run", "run_id", type=int, metavar="ID", help="Which run (default: the last one).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def log_command(context: Context, run_id: int | None, as_json: bool) -> None:
+    """The audited changes of one run."""
+    rows = context.store.audit(run_id)
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        code = f" [{row['error_code']}]" if row.get("error_code") else ""
+        message = f": {row['message']}" if row.get("message") else ""
+        click.echo(
+            f"{row['at']}\t{row['status']}{code}\t{row['op']}\t{row['target']}\t"
+            f"{json.dumps(row.get('before'))} -> {json.dumps(row.get('after'))}{message}"
+        )
+    if not rows:
+        click.echo("No audited changes.")
+
+
+@cli.command()
+@pass_context
+def pause(context: Context) -> None:
+    """Turn provisioning off: syncs change nothing until `syncd resume`."""
+    context.store.set_paused(True)
+    click.echo("Provisioning paused (Off). `syncd resume` turns it back on.")
+
+
+@cli.command()
+@pass_context
+def resume(context: Context) -> None:
+    """Turn provisioning back on."""
+    context.store.set_paused(False)
+    click.echo("Provisioning resumed (On).")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def errors(as_json: bool) -> None:
+    """The table of error codes: code, meaning, what to do."""
+    if as_json:
+        emit_json([{"code": e.code, "meaning": e.meaning, "remedy": e.remedy} for e in CODES.values()])
+        return
+    width = max(len(code) for code in CODES)
+    for entry in CODES.values():
+        click.echo(f"{entry.code:<{width}}  {entry.meaning}\n{'':<{width}}  -> {entry.remedy}")
+
+
+# --------------------------------------------------------------------------- admin
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@pass_context
+def db_upgrade(context: Context) -> None:
+    """Create or upgrade the database schema to this version of syncd."""
+    from .store import Store
+
+    store = Store(context.config.store.url)
+    try:
+        store.upgrade()
+        click.echo(f"Database at revision {store.schema_revision()}.")
+    finally:
+        store.close()
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration helpers."""
+
+
+@config_group.command("check")
+@pass_context
+def config_check(context: Context) -> None:
+    """Validate the configuration file and report every problem (exit 78 if any)."""
+    config = context.config
+    click.echo(f"{config.path or '(no file: all defaults)'}: OK")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI and map every outcome to an exit code; never show a traceback for a known error."""
+    code: int
+    try:
+        cli.main(args=argv, prog_name="syncd", standalone_mode=False)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except click.exceptions.Exit as exit_:
+        code = exit_.exit_code
+    except click.ClickException as error:
+        error.show()
+        code = ExitCode.USAGE if isinstance(error, click.UsageError) else error.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except SyncdError as error:
+        click.echo(f"syncd: error [{error.code}]: {error}", err=True)
+        code = int(exit_code_for(error))
+    except KeyboardInterrupt:
+        click.echo("Interrupted; nothing half-applied was kept.", err=True)
+        code = 130
+    except Exception as error:  # the last net: a message, never a traceback, unless debugging
+        if os.environ.get("SYNCD_DEBUG"):
+            raise
+        click.echo(
+            f"syncd: internal error: {type(error).__name__}: {_redact(str(error))} (set SYNCD_DEBUG=1 for a traceback)",
+            err=True,
+        )
+        code = 1
+    sys.exit(int(code))
+
+
+def _redact(text: str) -> str:
+    from .logs import redact
+
+    return redact(text)

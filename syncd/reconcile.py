@@ -1,0 +1,227 @@
+"""One reconciliation: fetch -> plan -> safety checks -> render or apply.
+
+:func:`run_once` is the single code path behind ``syncd plan``, ``syncd sync``, cron, the systemd
+timer and every cycle of the daemon, so all of them behave alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import safety
+from .config import Config
+from .errors import ConfigError, ExitCode, GraphError, SyncdError
+from .model import Snapshot
+from .plan import DeactivateUser, Plan, diff
+from .render import describe, describe_problem, summary_line
+
+log = logging.getLogger("syncd")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    dry_run: bool = False
+    allow_deletes: bool = False
+    snapshot_path: str | None = None
+    user: str | None = None
+    group: str | None = None
+    trigger: str = "cli"
+    wait_seconds: float = 0.0
+    progress: Callable[[str, int, int], None] | None = None
+    """Called as progress(stage, done, total) while fetching and applying, if given."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    status: str  # success | partial | refused | paused | dry_run | failed
+    exit_code: ExitCode
+    plan: Plan = field(default_factory=Plan)
+    run_id: int | None = None
+    message: str = ""
+    applied: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    refusals: list[safety.Refusal] = field(default_factory=list)
+    duration: float = 0.0
+    graph_requests: int = 0
+    graph_throttled: int = 0
+
+
+def load_snapshot(config: Config, options: RunOptions, stats: Any = None) -> Snapshot:
+    """The desired state: from a snapshot file, one principal on demand, or the whole application."""
+    if options.snapshot_path:
+        from .graph.snapshot_file import read_snapshot
+
+        return read_snapshot(options.snapshot_path)
+    if not config.graph.configured:
+        raise ConfigError(
+            "graph: no [graph] section with service_principal_id or app_id; configure Microsoft Graph "
+            "(see config.example.toml) or pass --from-snapshot FILE"
+        )
+    from .graph import fetch
+
+    if options.user or options.group:
+        return fetch.fetch_principal(config.graph, config.sync, user=options.user, group=options.group)
+    return fetch.fetch_snapshot(config.graph, config.sync, progress=options.progress, stats=stats)
+
+
+def explain_departures(config: Config, options: RunOptions, snapshot: Snapshot, plan: Plan) -> Snapshot:
+    """Ask Graph why provisioned users left scope, so the audit keeps disabled / deleted / unassigned."""
+    leaving = [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
+    if not leaving or options.snapshot_path or snapshot.scope != "assigned":
+        return snapshot
+    from .graph import fetch
+
+    try:
+        users, deleted = fetch.lookup_users(config.graph, leaving)
+    except GraphError as error:
+        if error.code in ("GRAPH_AUTH", "GRAPH_PERMISSION"):
+            raise
+        log.warning(
+            "could not learn why %d users left scope [%s]: %s; recording them as unassigned",
+            len(leaving),
+            error.code,
+            error,
+        )
+        return snapshot
+    known = {user.id for user in snapshot.users}
+    return replace(
+        snapshot,
+        users=snapshot.users + tuple(user for user in users if user.id not in known),
+        deleted_user_ids=snapshot.deleted_user_ids | deleted,
+    )
+
+
+def make_plan(config: Config, options: RunOptions, store: Any, stats: Any = None) -> tuple[Snapshot, Plan]:
+    snapshot = load_snapshot(config, options, stats)
+    state = store.load_state()
+    plan = diff(snapshot, state, config.policy)
+    if any(isinstance(change, DeactivateUser) for change in plan.changes):
+        explained = explain_departures(config, options, snapshot, plan)
+        if explained is not snapshot:
+            snapshot = explained
+            plan = diff(snapshot, state, config.policy)
+    return snapshot, plan
+
+
+def _failures(snapshot: Snapshot) -> list[dict[str, str]]:
+    return [{"code": f.code, "message": f.message, "path": f.path} for f in snapshot.failures]
+
+
+def run_once(config: Config, options: RunOptions, store: Any = None) -> RunResult:
+    """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written."""
+    from .graph.client import GraphStats
+    from .store import Store
+
+    started = time.monotonic()
+    own_store = store is None
+    if store is None:
+        store = Store(config.store.url)
+    stats = GraphStats()
+    try:
+        if options.dry_run:
+            store.ensure_schema()
+            result = _dry_run(config, options, store, stats)
+        else:
+            with store.lock(wait_seconds=options.wait_seconds, holder=f"syncd {options.trigger}"):
+                store.ensure_schema()  # under the lock: two first runs never race to create tables
+                result = _sync(config, options, store, stats)
+    finally:
+        if own_store:
+            store.close()
+    result.duration = time.monotonic() - started
+    result.graph_requests = stats.requests
+    result.graph_throttled = stats.throttled
+    return result
+
+
+def _verdict(plan: Plan, refusals: list[safety.Refusal]) -> tuple[str, ExitCode]:
+    if refusals:
+        return "refused", ExitCode.REFUSED
+    if plan.errors or not plan.complete:
+        return "partial", ExitCode.PARTIAL
+    return "success", ExitCode.OK
+
+
+def _dry_run(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
+    snapshot, plan = make_plan(config, options, store, stats)
+    refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
+    _, code = _verdict(plan, refusals)
+    return RunResult("dry_run", code, plan, failures=_failures(snapshot), refusals=refusals, message=summary_line(plan))
+
+
+def _limits(config: Config) -> safety.Limits:
+    return safety.Limits(config.safety.max_deactivations, config.safety.max_team_deletions)
+
+
+def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
+    from .apply import apply_plan
+
+    if store.is_paused():
+        message = "provisioning is paused (`syncd resume` turns it back on); nothing was changed"
+        run_id = store.begin_run(options.trigger)
+        store.finish_run(run_id, "paused", changes=0, errors=0, summary={}, message=message)
+        log.info("sync skipped: %s", message)
+        return RunResult("paused", ExitCode.OK, run_id=run_id, message=message)
+
+    run_id = store.begin_run(options.trigger)
+    try:
+        snapshot, plan = make_plan(config, options, store, stats)
+    except SyncdError as error:
+        store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message=f"{error.code}: {error}")
+        raise
+    failures = _failures(snapshot)
+    for failure in snapshot.failures:
+        log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
+    refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
+    if refusals:
+        message = " ".join(refusal.message for refusal in refusals)
+        store.finish_run(run_id, "refused", changes=0, errors=0, summary=plan.summary(), message=message)
+        for refusal in refusals:
+            log.error("refused [%s]: %s", refusal.code, refusal.message)
+        return RunResult("refused", ExitCode.REFUSED, plan, run_id, message, failures=failures, refusals=refusals)
+
+    try:
+        applied = apply_plan(store, plan, run_id)
+    except SyncdError as error:
+        store.finish_run(
+            run_id, "failed", changes=0, errors=1, summary=plan.summary(), message=f"{error.code}: {error}"
+        )
+        raise
+    except BaseException:
+        store.finish_run(
+            run_id,
+            "failed",
+            changes=0,
+            errors=1,
+            summary=plan.summary(),
+            message="interrupted; nothing of this run was applied",
+        )
+        raise
+    failed_ids = {id(entry.change) for entry in applied.failed}
+    for change in plan.changes:
+        if id(change) not in failed_ids:
+            log.info(
+                "%s", describe(change), extra={"op": change.op, "entra_id": change.entra_id, "target": change.target}
+            )
+    for entry in applied.failed:
+        log.error("failed [%s] %s: %s", entry.code, describe(entry.change), entry.message)
+    for problem in plan.errors:
+        log.error("%s", describe_problem(problem, warning=False))
+    for problem in plan.warnings:
+        log.warning("%s", describe_problem(problem, warning=True))
+
+    status, code = _verdict(plan, [])
+    if applied.failed:
+        status, code = "partial", ExitCode.PARTIAL
+    errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
+    message = summary_line(plan)
+    store.finish_run(run_id, status, changes=applied.applied, errors=errors, summary=plan.summary(), message=message)
+    failed = [
+        {"op": e.change.op, "target": e.change.target, "code": e.code, "message": e.message} for e in applied.failed
+    ]
+    return RunResult(status, code, plan, run_id, message, applied.applied, failed, failures)

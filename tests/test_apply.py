@@ -1,0 +1,400 @@
+"""Applying a plan, on SQLite and PostgreSQL: every op, one transaction, isolated failures, audit."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select
+
+from syncd.apply import PARKED_DOMAIN, apply_plan
+from syncd.errors import StoreError
+from syncd.model import StoreState
+from syncd.plan import (
+    AddMember,
+    AdoptUser,
+    CreateTeam,
+    CreateUser,
+    DeactivateUser,
+    DeleteTeam,
+    Plan,
+    Problem,
+    ReactivateUser,
+    RemoveMember,
+    RenameTeam,
+    ReplaceTeam,
+    UpdateUser,
+)
+from syncd.store.schema import team_members, users
+from tests.builders import stored_team, stored_user
+
+ANN = "00000000-0000-0000-0001-000000000001"
+BOB = "00000000-0000-0000-0001-000000000002"
+CY = "00000000-0000-0000-0001-000000000003"
+DEE = "00000000-0000-0000-0001-000000000004"
+SALES = "00000000-0000-0000-0002-000000000001"
+OPS = "00000000-0000-0000-0002-000000000002"
+
+
+def create(entra_id: str, email: str, name: str = "", title: str | None = None, user_type: str = "member"):
+    return CreateUser(entra_id, email, name or email.split("@")[0].title(), title, user_type)
+
+
+def run(store, *changes, errors=(), warnings=()):
+    run_id = store.begin_run("cli")
+    return run_id, apply_plan(
+        store, Plan(changes=tuple(changes), errors=tuple(errors), warnings=tuple(warnings)), run_id
+    )
+
+
+def users_by_email(store) -> dict:
+    return {row["email"]: row for row in store.list_users()}
+
+
+def teams_by_name(store) -> dict:
+    return {row["name"]: row for row in store.list_teams()}
+
+
+def snapshot_of(store) -> tuple:
+    """Everything a plan can change, to prove a rolled-back apply changed nothing."""
+    return store.load_state(), store.list_users(), store.list_teams()
+
+
+# --------------------------------------------------------------------------- every op
+
+
+def test_created_users_and_teams_with_members_land_with_audit(store):
+    run_id, result = run(
+        store,
+        create(ANN, "ann@contoso.com", "Ann A", "Engineer", "admin"),
+        create(BOB, "bob@contoso.com"),
+        CreateTeam(SALES, "Sales"),
+        AddMember(SALES, "Sales", ANN, "ann@contoso.com"),
+        AddMember(SALES, "Sales", BOB, "bob@contoso.com"),
+    )
+    assert result.ok and result.applied == 5
+    assert result.counts == {"create_user": 2, "create_team": 1, "add_member": 2}
+    ann = users_by_email(store)["ann@contoso.com"]
+    assert (ann["name"], ann["title"], ann["user_type"], ann["entra_id"], ann["active"]) == (
+        "Ann A",
+        "Engineer",
+        "admin",
+        ANN,
+        True,
+    )
+    assert teams_by_name(store)["Sales"] == {
+        "name": "Sales",
+        "entra_id": SALES,
+        "managed": True,
+        "members": ["ann@contoso.com", "bob@contoso.com"],
+    }
+    with store.engine.connect() as connection:
+        memberships = connection.execute(select(team_members.c.source, team_members.c.added_by_run)).all()
+    assert {tuple(row) for row in memberships} == {("sync", run_id)}
+    audit = store.audit(run_id)
+    assert [row["op"] for row in audit] == ["create_user", "create_user", "create_team", "add_member", "add_member"]
+    assert {row["status"] for row in audit} == {"applied"}
+    assert audit[0]["before"] is None
+    assert audit[0]["after"] == {"email": "ann@contoso.com", "name": "Ann A", "title": "Engineer", "user_type": "admin"}
+    assert (audit[0]["object_kind"], audit[0]["target"], audit[0]["entra_id"]) == ("user", "ann@contoso.com", ANN)
+    assert audit[3]["object_kind"] == "membership"
+    assert audit[3]["after"] == {"member": "ann@contoso.com", "user_entra_id": ANN}
+
+
+def test_a_local_user_is_adopted_and_updated(store, seed):
+    seed(store, StoreState(users=(stored_user(7, "ann@contoso.com", name="Ann"),)))
+    _, result = run(
+        store,
+        AdoptUser(7, ANN, "ann@contoso.com"),
+        UpdateUser(
+            7,
+            ANN,
+            "ann@contoso.com",
+            (("name", "Ann", "Ann Smith"), ("title", None, "Boss"), ("user_type", "member", "admin")),
+        ),
+    )
+    assert result.ok
+    assert store.load_state().users == (
+        stored_user(7, "ann@contoso.com", name="Ann Smith", title="Boss", user_type="admin", entra_id=ANN),
+    )
+
+
+def test_deactivation_keeps_the_user_and_records_why(store, seed):
+    seed(store, StoreState(users=(stored_user(1, "ann@contoso.com", entra_id=ANN),)))
+    run_id, result = run(store, DeactivateUser(1, ANN, "ann@contoso.com", "disabled"))
+    assert result.ok
+    ann = users_by_email(store)["ann@contoso.com"]
+    assert (ann["active"], ann["inactive_reason"]) == (False, "disabled")
+    assert store.counts() == {"active_users": 0, "inactive_users": 1, "teams": 0}
+    with store.engine.connect() as connection:
+        assert connection.execute(select(users.c.deactivated_at)).scalar() is not None
+    assert store.audit(run_id)[0]["after"] == {"active": False, "inactive_reason": "disabled"}
+
+
+def test_reactivation_clears_the_reason(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "ann@contoso.com", entra_id=ANN, active=False, inactive_reason="unassigned"),)
+        ),
+    )
+    _, result = run(store, ReactivateUser(1, ANN, "ann@contoso.com"))
+    assert result.ok
+    assert store.load_state().users == (stored_user(1, "ann@contoso.com", entra_id=ANN),)
+    with store.engine.connect() as connection:
+        assert connection.execute(select(users.c.deactivated_at)).scalar() is None
+
+
+def test_teams_are_renamed_replaced_and_deleted(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "ann@contoso.com", entra_id=ANN), stored_user(2, "bob@contoso.com")),
+            teams=(
+                stored_team(1, "Sales", [1], entra_id=SALES),
+                stored_team(2, "Ops", [2]),
+                stored_team(3, "Gone", [1, 2], entra_id=DEE),
+            ),
+        ),
+    )
+    run_id, result = run(
+        store,
+        DeleteTeam(3, DEE, "Gone", ("ann@contoso.com", "bob@contoso.com")),
+        RenameTeam(1, SALES, "Sales", "Sales EMEA"),
+        ReplaceTeam(2, OPS, "Ops"),
+        RemoveMember(2, OPS, "Ops", 2, "bob@contoso.com"),
+        AddMember(OPS, "Ops", ANN, "ann@contoso.com"),
+    )
+    assert result.ok
+    assert store.load_state().teams == (
+        stored_team(1, "Sales EMEA", [1], entra_id=SALES),
+        stored_team(2, "Ops", [1], entra_id=OPS),
+    )
+    assert len(store.load_state().users) == 2
+    deleted = store.audit(run_id)[0]
+    assert (deleted["op"], deleted["before"], deleted["after"]) == (
+        "delete_team",
+        {"name": "Gone", "members": ["ann@contoso.com", "bob@contoso.com"]},
+        None,
+    )
+
+
+def test_plan_errors_and_warnings_become_audit_rows(store):
+    error = Problem("USER_NO_EMAIL", "user", ANN, "Ann", "no usable email")
+    warning = Problem("NAME_NORMALISED", "user", BOB, "bob@contoso.com", "name changed")
+    conflict = Problem("TEAM_NAME_CONFLICT", "group", SALES, "Sales", "two groups")
+    run_id, result = run(store, create(BOB, "bob@contoso.com"), errors=[error, conflict], warnings=[warning])
+    assert result.ok and result.applied == 1
+    rows = store.audit(run_id)
+    assert [(row["status"], row["error_code"], row["object_kind"]) for row in rows] == [
+        ("applied", None, "user"),
+        ("error", "USER_NO_EMAIL", "user"),
+        ("error", "TEAM_NAME_CONFLICT", "team"),
+        ("warning", "NAME_NORMALISED", "user"),
+    ]
+    assert rows[1]["message"] == "no usable email"
+
+
+def test_names_outside_ascii_survive_the_store_and_the_audit(store):
+    run_id, result = run(store, create(ANN, "zoe@contoso.com", "Zoë O'Brien"), CreateTeam(SALES, "Ventes & Marché"))
+    assert result.ok
+    assert users_by_email(store)["zoe@contoso.com"]["name"] == "Zoë O'Brien"
+    assert [row["after"]["name"] for row in store.audit(run_id)] == ["Zoë O'Brien", "Ventes & Marché"]
+
+
+def test_an_empty_plan_writes_nothing(store):
+    run_id, result = run(store)
+    assert result.ok and result.applied == 0
+    assert store.audit(run_id) == []
+
+
+# --------------------------------------------------------------------------- emails
+
+
+def test_two_users_swap_emails(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "ann@contoso.com", entra_id=ANN), stored_user(2, "bob@contoso.com", entra_id=BOB))
+        ),
+    )
+    _, result = run(
+        store,
+        UpdateUser(1, ANN, "ann@contoso.com", (("email", "ann@contoso.com", "bob@contoso.com"),)),
+        UpdateUser(2, BOB, "bob@contoso.com", (("email", "bob@contoso.com", "ann@contoso.com"),)),
+    )
+    assert result.ok
+    assert {u.entra_id: u.email for u in store.load_state().users} == {ANN: "bob@contoso.com", BOB: "ann@contoso.com"}
+
+
+def test_a_chain_of_email_changes_lands(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "a@contoso.com", entra_id=ANN), stored_user(2, "b@contoso.com", entra_id=BOB))
+        ),
+    )
+    _, result = run(
+        store,
+        UpdateUser(1, ANN, "a@contoso.com", (("email", "a@contoso.com", "b@contoso.com"), ("name", "A", "Ay"))),
+        UpdateUser(2, BOB, "b@contoso.com", (("email", "b@contoso.com", "c@contoso.com"),)),
+    )
+    assert result.ok
+    assert {u.entra_id: (u.email, u.name) for u in store.load_state().users} == {
+        ANN: ("b@contoso.com", "Ay"),
+        BOB: ("c@contoso.com", "B"),
+    }
+
+
+def test_an_email_taken_by_someone_outside_the_plan_fails_that_update_and_what_needs_it(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(
+                stored_user(1, "a@contoso.com", entra_id=ANN),
+                stored_user(2, "b@contoso.com", entra_id=BOB),
+                stored_user(3, "taken@contoso.com"),
+            )
+        ),
+    )
+    run_id, result = run(
+        store,
+        # Bob wants Ann's address, Ann wants one a local user holds: Ann fails, so Bob cannot move either
+        UpdateUser(1, ANN, "a@contoso.com", (("email", "a@contoso.com", "taken@contoso.com"),)),
+        UpdateUser(2, BOB, "b@contoso.com", (("email", "b@contoso.com", "a@contoso.com"), ("title", None, "X"))),
+        UpdateUser(1, ANN, "a@contoso.com", (("name", "A", "Ann"),)),
+    )
+    assert [failure.change.entra_id for failure in result.failed] == [ANN, BOB]
+    assert result.applied == 1
+    emails = {u.id: (u.email, u.name, u.title) for u in store.load_state().users}
+    assert emails == {
+        1: ("a@contoso.com", "Ann", None),
+        2: ("b@contoso.com", "B", None),
+        3: ("taken@contoso.com", "Taken", None),
+    }
+    assert not any(PARKED_DOMAIN in email for email, _, _ in emails.values())
+    statuses = [(row["status"], row["error_code"]) for row in store.audit(run_id)]
+    assert statuses == [("failed", "APPLY_FAILED"), ("failed", "APPLY_FAILED"), ("applied", None)]
+
+
+# --------------------------------------------------------------------------- failure isolation
+
+
+def test_one_rejected_change_fails_alone_and_its_memberships_with_it(store, seed):
+    seed(store, StoreState(users=(stored_user(9, "taken@contoso.com"),)))
+    run_id, result = run(
+        store,
+        create(ANN, "ann@contoso.com"),
+        create(BOB, "taken@contoso.com"),
+        create(CY, "cy@contoso.com"),
+        CreateTeam(SALES, "Sales"),
+        AddMember(SALES, "Sales", ANN, "ann@contoso.com"),
+        AddMember(SALES, "Sales", BOB, "taken@contoso.com"),
+        AddMember(SALES, "Sales", CY, "cy@contoso.com"),
+    )
+    assert result.applied == 5
+    assert [(f.change.op, f.code) for f in result.failed] == [
+        ("create_user", "APPLY_FAILED"),
+        ("add_member", "APPLY_FAILED"),
+    ]
+    assert result.failed[1].message == "skipped: provisioning user taken@contoso.com failed"
+    assert teams_by_name(store)["Sales"]["members"] == ["ann@contoso.com", "cy@contoso.com"]
+    assert users_by_email(store)["taken@contoso.com"]["entra_id"] is None
+    failed_rows = [row for row in store.audit(run_id) if row["status"] == "failed"]
+    assert [row["op"] for row in failed_rows] == ["create_user", "add_member"]
+    assert all(row["error_code"] == "APPLY_FAILED" and row["message"] for row in failed_rows)
+
+
+def test_a_change_whose_row_is_gone_fails_alone(store, seed):
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "ann@contoso.com", entra_id=ANN), stored_user(2, "bob@contoso.com", entra_id=BOB))
+        ),
+    )
+    _, result = run(
+        store,
+        DeactivateUser(1, ANN, "ann@contoso.com", "unassigned"),
+        DeactivateUser(404, DEE, "dee@contoso.com", "unassigned"),
+        RenameTeam(404, SALES, "Sales", "Sales 2"),
+    )
+    assert [f.change.op for f in result.failed] == ["deactivate_user", "rename_team"]
+    assert "no longer in the store" in result.failed[0].message
+    assert users_by_email(store)["ann@contoso.com"]["active"] is False
+
+
+def test_a_failed_adoption_fails_the_changes_to_that_user(store, seed):
+    seed(
+        store, StoreState(users=(stored_user(1, "ann@contoso.com", entra_id=ANN), stored_user(2, "local@contoso.com")))
+    )
+    _, result = run(
+        store,
+        AdoptUser(2, ANN, "local@contoso.com"),  # ANN already belongs to user 1
+        UpdateUser(2, ANN, "local@contoso.com", (("name", "Local", "Ann"),)),
+    )
+    assert [f.change.op for f in result.failed] == ["adopt_user", "update_user"]
+    assert "adopting" in result.failed[1].message
+    assert users_by_email(store)["local@contoso.com"]["name"] == "Local"
+
+
+# --------------------------------------------------------------------------- one transaction
+
+
+def _big_plan() -> Plan:
+    return Plan(
+        changes=(
+            create(ANN, "ann@contoso.com"),
+            create(BOB, "bob@contoso.com"),
+            DeactivateUser(1, CY, "cy@contoso.com", "unassigned"),
+            CreateTeam(SALES, "Sales"),
+            RenameTeam(1, OPS, "Ops", "Operations"),
+            AddMember(SALES, "Sales", ANN, "ann@contoso.com"),
+        )
+    )
+
+
+def _seed_small(store, seed) -> None:
+    seed(
+        store,
+        StoreState(
+            users=(stored_user(1, "cy@contoso.com", entra_id=CY),), teams=(stored_team(1, "Ops", [1], entra_id=OPS),)
+        ),
+    )
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_an_interruption_mid_apply_leaves_the_store_as_it_was(store, seed, interruption):
+    _seed_small(store, seed)
+    before = snapshot_of(store)
+    run_id = store.begin_run("cli")
+
+    def interrupt(_connection, _cursor, statement, *_args):
+        if statement.startswith("SELECT users.entra_id"):  # after the users and teams, before the members
+            raise interruption("stop")
+
+    event.listen(store.engine, "before_cursor_execute", interrupt)
+    try:
+        with pytest.raises(interruption):
+            apply_plan(store, _big_plan(), run_id)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", interrupt)
+    assert snapshot_of(store) == before
+    assert store.audit(run_id) == []
+
+
+def test_a_database_failure_mid_apply_rolls_everything_back(store, seed):
+    _seed_small(store, seed)
+    before = snapshot_of(store)
+    run_id = store.begin_run("cli")
+
+    def break_the_database(_connection, cursor, statement, *_args):
+        if statement.startswith("SELECT users.entra_id"):
+            cursor.execute("SELECT * FROM no_such_table")
+
+    event.listen(store.engine, "before_cursor_execute", break_the_database)
+    try:
+        with pytest.raises(StoreError) as raised:
+            apply_plan(store, _big_plan(), run_id)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", break_the_database)
+    assert raised.value.code in ("STORE_SCHEMA", "STORE_FAILED")
+    assert snapshot_of(store) == before
+    assert store.audit(run_id) == []

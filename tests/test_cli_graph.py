@@ -1,0 +1,182 @@
+"""The command line against the Graph simulator: check, sync, on-demand, snapshots, failures, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from syncd.cli import main
+from syncd.simulator import Simulator, Tenant, generate_tenant
+
+TOKEN = "cli-test-token-0123456789"
+
+
+class Graphed:
+    def __init__(self, tmp_path, capsys, tenant: Tenant, simulator: Simulator) -> None:
+        self.tmp_path = tmp_path
+        self.capsys = capsys
+        self.tenant = tenant
+        self.sim = simulator
+        self.token_file = tmp_path / "token"
+        self.token_file.write_text(TOKEN)
+        self.config = tmp_path / "config.toml"
+        self.write_config()
+
+    def write_config(self, extra: str = "") -> None:
+        self.config.write_text(
+            f'[store]\nurl = "{self.tmp_path / "syncd.db"}"\n\n'
+            f'[graph]\nauth = "token_file"\ntoken_file = "{self.token_file}"\n'
+            f'base_url = "{self.sim.base_url}"\nservice_principal_id = "{self.tenant.service_principal_id}"\n'
+            f"max_retries = 1\n{extra}"
+        )
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exited:
+            main(["--config", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        return exited.value.code, out, err
+
+    def json(self, *args: str):
+        code, out, err = self(*args, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def graphed(tmp_path, capsys):
+    tenant = generate_tenant(seed=3, users=40, groups=3, direct_assignments=6)
+    with Simulator(tenant, token=TOKEN) as simulator:
+        yield Graphed(tmp_path, capsys, tenant, simulator)
+
+
+def in_scope_enabled_users(tenant: Tenant) -> set[str]:
+    assignments = tenant.list_assignments()
+    ids = {a["principalId"] for a in assignments if a["principalType"] == "User"}
+    for a in assignments:
+        if a["principalType"] == "Group":
+            ids.update(tenant.member_ids(a["principalId"]))
+    return {i for i in ids if i in set(tenant.user_ids()) and tenant.get_user(i)["accountEnabled"]}
+
+
+def test_check_reports_every_step_ok(graphed):
+    code, out, _ = graphed("check")
+    assert code == 0, out
+    assert out.count("OK") >= 5 and "FAIL" not in out
+
+
+def test_check_names_the_missing_permission(graphed):
+    graphed.tenant.set_permissions({"Application.Read.All", "User.Read.All"})
+    code, out, _ = graphed("check")
+    assert code == 1
+    assert "FAIL" in out and "GroupMember.Read.All" in out
+
+
+def test_sync_from_graph_provisions_every_enabled_user_in_scope(graphed):
+    code, _out, err = graphed("sync")
+    assert code in (0, 3), err
+    managed = {u["entra_id"] for u in graphed.json("users") if u["managed"] and u["active"]}
+    assert managed == in_scope_enabled_users(graphed.tenant)
+    assert graphed.json("plan")["changes"] == []
+
+
+def test_503_on_one_groups_members_deprovisions_nothing_and_exits_non_zero(graphed):
+    graphed("sync")
+    before = graphed.json("teams")
+    group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
+    for member in graphed.tenant.member_ids(group_id):
+        graphed.tenant.remove_member(group_id, member)
+    graphed.sim.fail(rf"/groups/{group_id}/(transitiveM|m)embers", status=503, times=None)
+    code, _, err = graphed("sync")
+    assert code == 3
+    assert "GRAPH_UNAVAILABLE" in err or "503" in err
+    assert graphed.json("teams") == before
+    assert all(u["active"] for u in graphed.json("users") if u["managed"])
+
+
+def test_wrong_token_is_graph_auth_and_never_shows_the_token(graphed):
+    graphed.token_file.write_text("not-the-right-token-987")
+    code, out, err = graphed("sync")
+    assert code == 1
+    assert "GRAPH_AUTH" in err
+    assert "not-the-right-token-987" not in out + err and "Traceback" not in err
+
+
+def test_missing_permission_is_graph_permission_naming_it(graphed):
+    graphed.tenant.set_permissions({"User.Read.All", "GroupMember.Read.All"})
+    code, _, err = graphed("sync")
+    assert code == 1
+    assert "GRAPH_PERMISSION" in err and "Application.Read.All" in err
+
+
+def test_unknown_service_principal_is_graph_not_found(graphed):
+    graphed.config.write_text(
+        graphed.config.read_text().replace(graphed.tenant.service_principal_id, "11111111-2222-3333-4444-555555555555")
+    )
+    code, _, err = graphed("sync")
+    assert code == 1 and "GRAPH_NOT_FOUND" in err
+
+
+def test_sync_user_on_demand_provisions_only_that_user(graphed):
+    user_id = next(
+        a["principalId"]
+        for a in graphed.tenant.list_assignments()
+        if a["principalType"] == "User" and graphed.tenant.get_user(a["principalId"])["accountEnabled"]
+    )
+    upn = graphed.tenant.get_user(user_id)["userPrincipalName"]
+    code, _out, err = graphed("sync", "--user", upn)
+    assert code in (0, 3), err
+    users = graphed.json("users")
+    assert [u["entra_id"] for u in users] == [user_id]
+    assert graphed.json("history")[0]["trigger"] == "on-demand"
+
+
+def test_sync_group_on_demand_provisions_its_team_and_members(graphed):
+    group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
+    name = graphed.tenant.get_group(group_id)["displayName"]
+    code, _, err = graphed("sync", "--group", name)
+    assert code in (0, 3), err
+    teams = graphed.json("teams")
+    assert [t["name"] for t in teams] == [name]
+    enabled = {
+        m
+        for m in graphed.tenant.member_ids(group_id)
+        if m in set(graphed.tenant.user_ids()) and graphed.tenant.get_user(m)["accountEnabled"]
+    }
+    assert {u["entra_id"] for u in graphed.json("users")} == enabled
+
+
+def test_on_demand_for_an_unknown_user_is_not_found(graphed):
+    code, _, err = graphed("sync", "--user", "nobody@contoso.com")
+    assert code == 1 and "NOT_FOUND" in err
+
+
+def test_snapshot_replays_offline_to_the_same_plan(graphed, tmp_path):
+    out_file = tmp_path / "captured.json"
+    code, _, err = graphed("snapshot", "--out", str(out_file))
+    assert code == 0, err
+    from_graph = graphed.json("plan")
+    replayed = graphed.json("plan", "--from-snapshot", str(out_file))
+    assert replayed["changes"] == from_graph["changes"]
+
+
+def test_scope_all_warns_and_takes_everyone(graphed):
+    graphed.write_config('\n[sync]\nscope = "all"\n')
+    _code, _, err = graphed("plan")
+    assert 'sync.scope is "all": every user and group in the directory is provisioned' in err
+    plan = graphed.json("plan")
+    created = {c["entra_id"] for c in plan["changes"] if c["op"] == "create_user"}
+    assert created > in_scope_enabled_users(graphed.tenant)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "syncd", "demo", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "+ create user" in result.stdout
+    assert "~ rename team" in result.stdout
+    assert "(unassigned)" in result.stdout
+    assert "Traceback" not in result.stderr

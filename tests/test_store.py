@@ -1,0 +1,265 @@
+"""The store contract, on SQLite and PostgreSQL: state, local objects, runs, audit, named values."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from syncd.errors import InputError, StoreError
+from syncd.model import StoreState
+from syncd.store.schema import audit, team_members, users
+from tests.builders import stored_team, stored_user
+
+ANN = "00000000-0000-0000-0001-000000000001"
+BOB = "00000000-0000-0000-0001-000000000002"
+SALES = "00000000-0000-0000-0002-000000000001"
+
+
+def _state() -> StoreState:
+    return StoreState(
+        users=(
+            stored_user(1, "ann@contoso.com", entra_id=ANN, title="Engineer", user_type="admin"),
+            stored_user(2, "bob@contoso.com", entra_id=BOB, active=False, inactive_reason="unassigned"),
+            stored_user(3, "cy@contoso.com", user_type="12345", name="Cy Zoë"),
+        ),
+        teams=(stored_team(1, "Sales", [1, 3], entra_id=SALES), stored_team(2, "Club", [3]), stored_team(3, "Empty")),
+    )
+
+
+def test_load_state_returns_what_was_stored(store, seed):
+    seed(store, _state())
+    assert store.load_state() == _state()
+
+
+def test_an_empty_store_has_an_empty_state(store):
+    assert store.load_state() == StoreState()
+
+
+def test_users_and_teams_are_listed_sorted(store, seed):
+    seed(store, _state())
+    listed = store.list_users()
+    assert [row["email"] for row in listed] == ["ann@contoso.com", "bob@contoso.com", "cy@contoso.com"]
+    assert listed[0] == {
+        "email": "ann@contoso.com",
+        "name": "Ann",
+        "title": "Engineer",
+        "active": True,
+        "user_type": "admin",
+        "entra_id": ANN,
+        "managed": True,
+        "inactive_reason": None,
+    }
+    assert listed[1]["inactive_reason"] == "unassigned"
+    assert listed[2]["managed"] is False
+    assert store.list_teams() == [
+        {"name": "Club", "entra_id": None, "managed": False, "members": ["cy@contoso.com"]},
+        {"name": "Empty", "entra_id": None, "managed": False, "members": []},
+        {"name": "Sales", "entra_id": SALES, "managed": True, "members": ["ann@contoso.com", "cy@contoso.com"]},
+    ]
+
+
+def test_counts_are_seats_inactive_users_and_teams(store, seed):
+    assert store.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}
+    seed(store, _state())
+    assert store.counts() == {"active_users": 2, "inactive_users": 1, "teams": 3}
+
+
+def test_a_local_user_is_created_lowercased_and_unmanaged(store):
+    row = store.create_local_user(" Dee@Contoso.COM ", "Dee  Dee", "viewer")
+    assert row == {
+        "email": "dee@contoso.com",
+        "name": "Dee Dee",
+        "title": None,
+        "active": True,
+        "user_type": "viewer",
+        "entra_id": None,
+        "managed": False,
+        "inactive_reason": None,
+    }
+    assert store.list_users() == [row]
+
+
+def test_a_local_user_with_a_taken_email_is_refused(store):
+    store.create_local_user("dee@contoso.com", "Dee")
+    with pytest.raises(InputError, match=re.escape("dee@contoso.com already exists")):
+        store.create_local_user("DEE@contoso.com", "Another Dee")
+    assert len(store.list_users()) == 1
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "user_type"),
+    [
+        ("not-an-email", "X", "member"),
+        ("x@contoso.com", "   ", "member"),
+        ("x@contoso.com", "X", "owner"),
+    ],
+)
+def test_invalid_local_users_are_refused(store, email, name, user_type):
+    with pytest.raises(InputError):
+        store.create_local_user(email, name, user_type)
+    assert store.list_users() == []
+
+
+def test_a_local_team_is_created_with_its_members(store, seed):
+    seed(store, _state())
+    row = store.create_local_team("Book Club", ["CY@contoso.com", "ann@contoso.com"])
+    assert row == {
+        "name": "Book Club",
+        "entra_id": None,
+        "managed": False,
+        "members": ["ann@contoso.com", "cy@contoso.com"],
+    }
+    assert row in store.list_teams()
+    with store.engine.connect() as connection:
+        sources = set(connection.execute(select(team_members.c.source)).scalars())
+    assert sources == {"local"}
+
+
+def test_a_local_team_with_an_unknown_member_names_it_and_writes_nothing(store, seed):
+    seed(store, _state())
+    with pytest.raises(InputError, match=re.escape("nobody@contoso.com")) as raised:
+        store.create_local_team("Book Club", ["ann@contoso.com", "nobody@contoso.com"])
+    assert raised.value.code == "NOT_FOUND"
+    assert "Book Club" not in [team["name"] for team in store.list_teams()]
+
+
+def test_a_local_team_refuses_inactive_members_and_taken_names(store, seed):
+    seed(store, _state())
+    with pytest.raises(InputError, match=re.escape("bob@contoso.com")):
+        store.create_local_team("Book Club", ["bob@contoso.com"])
+    with pytest.raises(InputError, match="already exists"):
+        store.create_local_team("Sales", [])
+    assert store.counts()["teams"] == 3
+
+
+def test_a_run_is_recorded_from_start_to_finish(store):
+    assert store.last_run() is None
+    run_id = store.begin_run("cli")
+    running = store.last_run()
+    assert running is not None
+    assert (running["id"], running["status"], running["trigger"], running["finished_at"]) == (
+        run_id,
+        "running",
+        "cli",
+        None,
+    )
+    store.finish_run(run_id, "partial", changes=7, errors=2, summary={"create_user": 7}, message="2 errors")
+    finished = store.last_run()
+    assert finished is not None
+    assert finished["status"] == "partial"
+    assert (finished["changes"], finished["errors"], finished["summary"], finished["message"]) == (
+        7,
+        2,
+        {"create_user": 7},
+        "2 errors",
+    )
+    started = datetime.fromisoformat(finished["started_at"])
+    assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
+    assert datetime.fromisoformat(finished["finished_at"]) >= started
+
+
+def test_runs_are_listed_newest_first(store):
+    ids = [store.begin_run(trigger) for trigger in ("cli", "daemon", "on-demand")]
+    assert [run["id"] for run in store.runs()] == ids[::-1]
+    assert [run["trigger"] for run in store.runs(limit=2)] == ["on-demand", "daemon"]
+
+
+def test_a_dry_run_is_recorded_as_such(store):
+    run_id = store.begin_run("cli", dry_run=True)
+    assert store.last_run()["status"] == "dry_run"
+    store.finish_run(run_id, "dry_run", changes=3, errors=0, summary={})
+
+
+def test_an_unknown_run_status_is_a_programming_error(store):
+    run_id = store.begin_run("cli")
+    with pytest.raises(ValueError):
+        store.finish_run(run_id, "done", changes=0, errors=0, summary={})
+
+
+def test_runs_left_running_by_a_dead_process_are_closed_by_the_next_locked_run(store):
+    dead = store.begin_run("daemon")
+    with store.lock():
+        store.begin_run("cli")
+    runs = {run["id"]: run for run in store.runs()}
+    assert runs[dead]["status"] == "failed"
+    assert "interrupted" in runs[dead]["message"]
+
+
+def test_audit_defaults_to_the_last_run_that_was_not_a_dry_run(store):
+    first = store.begin_run("cli")
+    second = store.begin_run("cli")
+    store.begin_run("cli", dry_run=True)
+    now = datetime.now().astimezone()
+    with store.transaction() as connection:
+        connection.execute(
+            audit.insert(),
+            [
+                {
+                    "run_id": run_id,
+                    "at": now,
+                    "op": "create_user",
+                    "object_kind": "user",
+                    "target": target,
+                    "entra_id": None,
+                    "before": None,
+                    "after": '{"email": "x"}',
+                    "status": "applied",
+                    "error_code": None,
+                    "message": None,
+                }
+                for run_id, target in ((first, "a"), (second, "b"), (second, "c"))
+            ],
+        )
+    assert [row["target"] for row in store.audit()] == ["b", "c"]
+    assert [row["target"] for row in store.audit(first)] == ["a"]
+    row = store.audit(first)[0]
+    assert row["after"] == {"email": "x"}
+    assert row["before"] is None
+    assert datetime.fromisoformat(row["at"]).utcoffset().total_seconds() == 0
+    assert len(store.audit(second, limit=1)) == 1
+
+
+def test_audit_of_a_store_without_runs_is_empty(store):
+    assert store.audit() == []
+
+
+def test_named_values_and_pause(store):
+    assert store.get_state("cursor") is None
+    store.set_state("cursor", "one")
+    store.set_state("cursor", "two")
+    assert store.get_state("cursor") == "two"
+    assert store.is_paused() is False
+    store.set_paused(True)
+    assert store.is_paused() is True
+    store.set_paused(False)
+    assert store.is_paused() is False
+
+
+def test_a_failed_write_leaves_nothing_behind_and_is_a_store_error(store):
+    with pytest.raises(StoreError) as raised, store.transaction() as connection:
+        connection.execute(
+            users.insert().values(
+                email="a@x.com",
+                name="A",
+                user_type="member",
+                active=True,
+                created_at=datetime.now().astimezone(),
+                updated_at=datetime.now().astimezone(),
+            )
+        )
+        connection.execute(
+            users.insert().values(
+                email="a@x.com",
+                name="B",
+                user_type="member",
+                active=True,
+                created_at=datetime.now().astimezone(),
+                updated_at=datetime.now().astimezone(),
+            )
+        )
+    assert raised.value.code == "STORE_FAILED"
+    assert "INSERT" not in raised.value.message
+    assert store.list_users() == []
