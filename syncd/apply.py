@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exc, select
 
-from .plan import (
+from .changes import (
     AddMember,
     AdoptUser,
     Change,

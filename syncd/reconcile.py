@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import safety
+from .changes import DeactivateUser, Plan
 from .config import Config
 from .errors import ConfigError, ExitCode, GraphError, SyncdError
 from .model import Snapshot
-from .plan import DeactivateUser, Plan, diff
+from .plan import diff
 from .render import describe, describe_problem, summary_line
 
 log = logging.getLogger("syncd")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import (
+from .changes import (
     AddMember,
     Change,
     DeactivateUser,

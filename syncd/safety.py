@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import Plan
+from .changes import Plan
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,7 @@ import pytest
 from sqlalchemy import event, select
 
 from syncd.apply import PARKED_DOMAIN, apply_plan
-from syncd.errors import StoreError
-from syncd.model import StoreState
-from syncd.plan import (
+from syncd.changes import (
     AddMember,
     AdoptUser,
     CreateTeam,
@@ -23,6 +21,8 @@ from syncd.plan import (
     ReplaceTeam,
     UpdateUser,
 )
+from syncd.errors import StoreError
+from syncd.model import StoreState
 from syncd.store.schema import team_members, users
 from tests.builders import stored_team, stored_user
 

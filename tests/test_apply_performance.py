@@ -12,8 +12,9 @@ import time
 import pytest
 
 from syncd.apply import apply_plan
+from syncd.changes import AddMember, CreateTeam, CreateUser, Plan
 from syncd.model import Assignment, Snapshot, SourceGroup, SourceUser
-from syncd.plan import AddMember, CreateTeam, CreateUser, Plan, diff
+from syncd.plan import diff
 
 USERS = int(os.environ.get("SYNCD_BENCHMARK_USERS", "100000"))
 GROUPS = 100

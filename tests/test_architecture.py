@@ -9,9 +9,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 
 ALLOWED = {
     "model": set(),
-    "plan": {"model"},
-    "render": {"model", "plan"},
-    "safety": {"model", "plan"},
+    "changes": set(),
+    "roles": {"model"},
+    "plan": {"model", "changes", "roles"},
+    "render": {"model", "changes"},
+    "safety": {"model", "changes"},
 }
 
 

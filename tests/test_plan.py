@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from syncd.model import FetchFailure, Policy
-from syncd.plan import (
+from syncd.changes import (
     AddMember,
     AdoptUser,
     CreateTeam,
@@ -15,8 +14,9 @@ from syncd.plan import (
     RenameTeam,
     ReplaceTeam,
     UpdateUser,
-    diff,
 )
+from syncd.model import FetchFailure, Policy
+from syncd.plan import diff
 from tests.builders import (
     ADMIN,
     BILLING,
