@@ -1,0 +1,519 @@
+"""``syncd run``: reconcile on a schedule until told to stop.
+
+Each cycle is exactly what ``syncd sync`` does, ``reconcile.run_once(config,
+RunOptions(trigger="daemon"))``, run by an APScheduler interval job: the first cycle at start,
+then every ``[daemon] interval_minutes`` (plus up to ``jitter_seconds``), never two at once, and a
+cycle missed while another ran is not made up for.
+
+* A cycle that fails (Graph or the database down, the lock held by another run) is logged with
+  its error code and tried again at the next tick; the daemon itself keeps running.
+* SIGTERM / SIGINT stop the scheduling and let the cycle in flight end.  Should it still run
+  shortly before ``stop_timeout_seconds``, it is interrupted (its transaction rolls back, the run
+  is recorded as interrupted) and, as a last resort at the timeout, abandoned to the database's
+  own rollback.  A second signal interrupts at once.  The exit status is 0 either way.
+* SIGHUP re-reads the configuration; a configuration with problems is logged and the running one
+  kept.  The schedule, logging and metrics address follow the new configuration at once, every
+  other setting from the next cycle.
+* ``syncd pause`` / ``resume`` take effect at the next tick (run_once records a paused run).
+* Under systemd (``Type=notify``) it reports READY=1 once the configuration is loaded and the
+  database reachable, STATUS= after every cycle, WATCHDOG=1 while the scheduler runs and
+  STOPPING=1 at shutdown (:mod:`syncd.notify`).
+* ``[daemon] metrics_address`` serves ``/metrics`` and ``/healthz`` (:mod:`syncd.metrics`).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config, LogConfig, load, resolve_path
+from .errors import ConfigError, ExitCode, SyncdError
+from .logs import redact, setup_logging
+from .metrics import Metrics, MetricsServer
+from .notify import Notifier, watchdog_interval
+from .reconcile import RunOptions, RunResult, run_once
+
+log = logging.getLogger("syncd.daemon")
+
+CYCLE_JOB = "cycle"
+WATCHDOG_JOB = "watchdog"
+INTERRUPT_GRACE_SECONDS = 5.0
+"""How long before the stop timeout an unfinished cycle is interrupted (at most a quarter of it)."""
+
+Cycle = Callable[[Config], RunResult]
+
+
+class CycleInterrupted(KeyboardInterrupt):
+    """Raised inside a cycle that did not end in time after a stop was requested.
+
+    A KeyboardInterrupt, so that every layer treats it as "stop now": asyncio propagates it,
+    SQLAlchemy discards the connection, and reconcile records the run as interrupted.
+    """
+
+
+def run_cycle(config: Config) -> RunResult:
+    """One daemon cycle: the same call ``syncd sync`` makes."""
+    return run_once(config, RunOptions(trigger="daemon"))
+
+
+class StoreProbe(Protocol):
+    """What the daemon asks of the store outside a cycle."""
+
+    def check(self, config: Config) -> None:
+        """Raise SyncdError unless the database is reachable and its schema usable."""
+
+    def counts(self, config: Config) -> Mapping[str, int]:
+        """``Store.counts()``: active_users, inactive_users, teams."""
+        ...
+
+
+class DatabaseProbe:
+    """:class:`StoreProbe` over :class:`syncd.store.Store`, opening a connection per question."""
+
+    @contextmanager
+    def _store(self, config: Config) -> Iterator[Any]:
+        from .store import Store
+
+        store = Store(config.store.url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def check(self, config: Config) -> None:
+        with self._store(config) as store:
+            store.ensure_schema()
+
+    def counts(self, config: Config) -> Mapping[str, int]:
+        with self._store(config) as store:
+            return dict(store.counts())
+
+
+def _clock_text(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%SZ") if moment else "-"
+
+
+class Daemon:
+    """The scheduler, its signals, the notify protocol and the metrics server around one cycle.
+
+    ``cycle``, ``store``, ``notifier``, ``reload_config`` and ``hard_exit`` (how the process ends
+    when a cycle will not stop) default to the real thing and are there to be replaced in tests.
+    :meth:`run` must be called from the main thread for the signal handlers; :meth:`request_stop`
+    and :meth:`request_reload` do the same from anywhere.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        cycle: Cycle | None = None,
+        store: StoreProbe | None = None,
+        notifier: Notifier | None = None,
+        reload_config: Callable[[], Config] | None = None,
+        verbosity: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        hard_exit: Callable[[int], object] = os._exit,
+    ) -> None:
+        self.config = config
+        self.cycle = cycle or run_cycle
+        self.store: StoreProbe = store or DatabaseProbe()
+        self.notifier = notifier or Notifier.from_environment(environ)
+        self.reload_config = reload_config or (lambda: load_for_daemon(self.config.path or None))
+        self.verbosity = verbosity
+        self.hard_exit = hard_exit
+        self.watchdog_seconds = watchdog_interval(environ)
+        self.metrics = Metrics(config.daemon.interval_minutes * 60, config.daemon.jitter_seconds)
+        self.metrics_server: MetricsServer | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self.cycles_finished = 0
+
+        self._events: collections.deque[str] = collections.deque()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._idle = threading.Event()
+        self._idle.set()
+        self._interrupt_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._cycle_thread: int | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ requests (signal-safe)
+
+    def request_stop(self) -> None:
+        """Ask the main loop to shut down (what SIGTERM and SIGINT do)."""
+        self._request("stop")
+
+    def request_reload(self) -> None:
+        """Ask the main loop to re-read the configuration (what SIGHUP does)."""
+        self._request("reload")
+
+    def _request(self, event: str) -> None:
+        self._events.append(event)
+        with suppress(BlockingIOError, OSError):
+            os.write(self._wake_write, b"\0")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._request("reload" if signum == signal.SIGHUP else "stop")
+
+    @contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _wait_for_event(self, timeout: float) -> str | None:
+        """The next requested event, waiting up to ``timeout`` seconds for one."""
+        if not self._events:
+            select.select([self._wake_read], [], [], max(timeout, 0))
+        try:
+            while os.read(self._wake_read, 512):
+                pass
+        except BlockingIOError:
+            pass
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Start, serve until asked to stop, shut down; the exit status."""
+        with self._signal_handlers():
+            code = self.start()
+            if code != ExitCode.OK:
+                self.close()
+                return code
+            self.serve()
+            return self.shutdown()
+
+    def start(self) -> int:
+        """Check the database, open the metrics endpoint, start the scheduler, tell systemd READY=1."""
+        config = self.config
+        try:
+            self.store.check(config)
+        except SyncdError as error:
+            return self._startup_failed(f"the database is not usable [{error.code}]: {error}", error.exit_code)
+        except Exception as error:
+            log.debug("database check failed", exc_info=True)
+            return self._startup_failed(f"the database is not usable: {error}", ExitCode.FAILED)
+        if config.daemon.metrics_address:
+            server = MetricsServer(config.daemon.metrics_address, self.metrics)
+            try:
+                server.start()
+            except OSError as error:
+                return self._startup_failed(
+                    f"cannot serve metrics on {config.daemon.metrics_address}: {error.strerror or error}",
+                    ExitCode.FAILED,
+                )
+            self.metrics_server = server
+
+        self.scheduler = BackgroundScheduler(
+            executors={CYCLE_JOB: ThreadPoolExecutor(1), "default": ThreadPoolExecutor(1)},
+            timezone=UTC,
+        )
+        self.scheduler.add_job(
+            self._run_cycle,
+            self._trigger(config),
+            id=CYCLE_JOB,
+            name="sync cycle",
+            executor=CYCLE_JOB,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        if self.watchdog_seconds:
+            self.scheduler.add_job(
+                self.notifier.watchdog,
+                IntervalTrigger(seconds=self.watchdog_seconds, timezone=UTC),
+                id=WATCHDOG_JOB,
+                name="systemd watchdog",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        log.info(
+            "syncd daemon started: a cycle every %s%s, store %s",
+            _duration_text(config.daemon.interval_minutes * 60),
+            f" (+ up to {config.daemon.jitter_seconds:g}s jitter)" if config.daemon.jitter_seconds else "",
+            redact(config.store.url),
+        )
+        self.notifier.ready("started; first cycle running")
+        if self.watchdog_seconds:
+            self.notifier.watchdog()
+        self.scheduler.start()
+        return ExitCode.OK
+
+    def _startup_failed(self, message: str, code: int) -> int:
+        log.error("cannot start: %s", message)
+        self.notifier.status(f"cannot start: {message}")
+        return code
+
+    def serve(self) -> None:
+        """Handle reload requests until a stop is requested."""
+        while True:
+            event = self._wait_for_event(timeout=1.0)
+            if event == "stop":
+                return
+            if event == "reload":
+                self.reload()
+
+    def shutdown(self) -> int:
+        """Stop scheduling, let the cycle in flight end (or interrupt it in time), close; 0."""
+        with self._state_lock:
+            self._stopping = True
+        timeout = self.config.daemon.stop_timeout_seconds
+        busy = not self._idle.is_set()
+        log.info("stopping%s", f": waiting up to {timeout:g}s for the cycle in flight" if busy else "")
+        self.notifier.stopping("stopping: waiting for the cycle in flight" if busy else "stopping")
+        started = time.monotonic()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+        deadline = started + timeout
+        interrupt_at = deadline - min(INTERRUPT_GRACE_SECONDS, timeout / 4)
+        if not self._wait_idle(until=interrupt_at, stop_on_signal=True):
+            self._interrupt_cycle()
+            if not self._wait_idle(until=deadline, stop_on_signal=False):
+                log.error(
+                    "the cycle in flight did not stop within %gs; exiting without it "
+                    "(the database rolls back its open transaction)",
+                    timeout,
+                )
+                self.close()
+                logging.shutdown()
+                self.hard_exit(ExitCode.OK)
+                return ExitCode.OK
+        self.close()
+        log.info("stopped")
+        return ExitCode.OK
+
+    def close(self) -> None:
+        """Release the metrics port and the wake-up pipe."""
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
+        for fd in (self._wake_read, self._wake_write):
+            with suppress(OSError):
+                os.close(fd)
+        self._wake_read = self._wake_write = -1
+
+    def _wait_idle(self, *, until: float, stop_on_signal: bool) -> bool:
+        """Wait for the cycle in flight to end; False at ``until`` or, if asked, at another stop signal."""
+        while not self._idle.is_set():
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return False
+            event = self._wait_for_event(timeout=min(remaining, 0.05))
+            if event == "stop" and stop_on_signal:
+                log.warning("second stop request: interrupting the cycle in flight")
+                return False
+        return True
+
+    def _interrupt_cycle(self) -> None:
+        with self._interrupt_lock:
+            ident = self._cycle_thread
+            if ident is None:
+                return
+            log.warning("interrupting the cycle in flight; its changes are rolled back")
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(CycleInterrupted))
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self) -> bool:
+        """Re-read and validate the configuration; keep the running one if the new one has problems."""
+        self.notifier.reloading()
+        try:
+            new = self.reload_config()
+        except ConfigError as error:
+            log.error("configuration not reloaded, the running one is kept: %s", error)
+            self.notifier.ready(f"reload failed, running configuration kept: {error.problems[0]}")
+            return False
+        except Exception as error:
+            log.error("configuration not reloaded, the running one is kept: %s", error)
+            self.notifier.ready("reload failed, running configuration kept")
+            return False
+        old = self.config
+        if self.verbosity is not None:
+            setup_logging(new.log, verbosity=self.verbosity)
+        if new.daemon.metrics_address != old.daemon.metrics_address:
+            self._move_metrics_server(new.daemon.metrics_address)
+        if (new.daemon.interval_minutes, new.daemon.jitter_seconds) != (
+            old.daemon.interval_minutes,
+            old.daemon.jitter_seconds,
+        ):
+            self.metrics.set_schedule(new.daemon.interval_minutes * 60, new.daemon.jitter_seconds)
+            if self.scheduler is not None and self.scheduler.running:
+                self.scheduler.reschedule_job(CYCLE_JOB, trigger=self._trigger(new))
+            log.info("schedule changed: a cycle every %s from now", _duration_text(new.daemon.interval_minutes * 60))
+        self.config = new
+        log.info("configuration reloaded from %s", new.path or "defaults")
+        self.notifier.ready(f"configuration reloaded; next cycle {_clock_text(self.next_cycle())}")
+        return True
+
+    def _move_metrics_server(self, address: str) -> None:
+        server = MetricsServer(address, self.metrics) if address else None
+        if server is not None:
+            try:
+                server.start()
+            except OSError as error:
+                log.error(
+                    "cannot serve metrics on %s (%s); still serving on the old address",
+                    address,
+                    error.strerror or error,
+                )
+                return
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self.metrics_server = server
+        if server is None:
+            log.info("metrics endpoint closed")
+
+    @staticmethod
+    def _trigger(config: Config) -> IntervalTrigger:
+        jitter = config.daemon.jitter_seconds
+        return IntervalTrigger(seconds=config.daemon.interval_minutes * 60, jitter=jitter or None, timezone=UTC)
+
+    def next_cycle(self) -> datetime | None:
+        job = self.scheduler.get_job(CYCLE_JOB) if self.scheduler is not None and self.scheduler.running else None
+        return job.next_run_time if job is not None else None
+
+    # ------------------------------------------------------------------ one cycle
+
+    def _run_cycle(self) -> None:
+        """The scheduled job: one cycle, its outcome logged, counted and reported; never raises."""
+        config = self.config
+        with self._state_lock:
+            if self._stopping:
+                return
+            self._idle.clear()
+        started = time.monotonic()
+        self.metrics.cycle_started()
+        try:
+            with self._interrupt_lock:
+                self._cycle_thread = threading.get_ident()
+            try:
+                result = self.cycle(config)
+            finally:
+                with self._interrupt_lock:
+                    self._cycle_thread = None
+            self._finished(result, time.monotonic() - started)
+        except CycleInterrupted:
+            duration = time.monotonic() - started
+            log.warning("cycle interrupted by shutdown after %.1fs; nothing of it was applied", duration)
+            self.metrics.record_error("INTERRUPTED", "interrupted by shutdown", duration)
+        except SyncdError as error:
+            self._failed(error.code, str(error), time.monotonic() - started)
+        except Exception as error:
+            log.exception("cycle failed unexpectedly")
+            self._failed("UNEXPECTED", f"{type(error).__name__}: {error}", time.monotonic() - started, logged=True)
+        finally:
+            self.cycles_finished += 1
+            self._idle.set()
+        if not self._stopping:
+            self._refresh_counts(config)
+
+    def _finished(self, result: RunResult, duration: float) -> None:
+        level = {"success": logging.INFO, "paused": logging.INFO, "partial": logging.WARNING}.get(
+            result.status, logging.ERROR
+        )
+        run = f" (run {result.run_id})" if result.run_id is not None else ""
+        log.log(
+            level,
+            "cycle %s in %.1fs%s: %s",
+            result.status,
+            duration,
+            run,
+            result.message or "-",
+            extra={"status": result.status, "duration": round(duration, 3), "changes": result.applied},
+        )
+        self.metrics.record_result(result, duration)
+        self._report(f"{result.status}: {result.message}" if result.message else result.status)
+
+    def _failed(self, code: str, message: str, duration: float, *, logged: bool = False) -> None:
+        next_at = _clock_text(self.next_cycle())
+        if not logged:
+            level = logging.WARNING if code == "LOCKED" else logging.ERROR
+            log.log(
+                level,
+                "cycle failed [%s] after %.1fs: %s; next try at %s",
+                code,
+                duration,
+                message,
+                next_at,
+                extra={"code": code, "duration": round(duration, 3)},
+            )
+        self.metrics.record_error(code, message, duration)
+        self._report(f"failed [{code}]: {message.splitlines()[0] if message else ''}")
+
+    def _report(self, outcome: str) -> None:
+        now = _clock_text(datetime.now(UTC))
+        self.notifier.status(f"last cycle {now} {outcome}; next {_clock_text(self.next_cycle())}")
+
+    def _refresh_counts(self, config: Config) -> None:
+        try:
+            self.metrics.record_counts(self.store.counts(config))
+        except Exception as error:
+            log.debug("cannot count the store's users and teams: %s", error)
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g}s"
+
+
+def load_for_daemon(path: str | None) -> Config:
+    """The configuration at ``path``, with the checks the daemon needs on top of validation."""
+    config = load(path)
+    check_startup_config(config)
+    return config
+
+
+def check_startup_config(config: Config) -> None:
+    """Problems that would make every cycle fail, raised as ConfigError before the daemon starts."""
+    if not config.graph.configured:
+        raise ConfigError(
+            "graph: no [graph] section with service_principal_id or app_id; the daemon needs Microsoft Graph "
+            "to sync from (see config.example.toml)"
+        )
+    if config.graph.auth == "client_secret":
+        from .graph.auth import resolve_client_secret
+
+        resolve_client_secret(config.graph)
+
+
+def main(config_path: str | None, *, verbosity: int = 0) -> int:
+    """``syncd run``: the daemon until SIGTERM; returns the exit status (78 for a bad configuration)."""
+    setup_logging(LogConfig(), verbosity=verbosity)
+    notifier = Notifier.from_environment()
+    try:
+        config = load(config_path)
+        setup_logging(config.log, verbosity=verbosity)
+        check_startup_config(config)
+    except ConfigError as error:
+        where = resolve_path(config_path)
+        log.error("cannot start: %s%s", error, f"\n  (configuration file: {where})" if where else "")
+        notifier.status(f"cannot start: invalid configuration: {'; '.join(error.problems)}")
+        return ExitCode.CONFIG
+    return Daemon(config, notifier=notifier, verbosity=verbosity).run()
