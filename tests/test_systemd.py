@@ -26,7 +26,7 @@ UNITS = ROOT / "systemd"
 SERVICE = UNITS / "syncd.service"
 ONESHOT = UNITS / "syncd-sync.service"
 TIMER = UNITS / "syncd-sync.timer"
-DOCS = (ROOT / "docs" / "service.md", ROOT / "README.md")
+DOCS = (ROOT / "README.md",)
 ANALYZE = shutil.which("systemd-analyze")
 BINARY = "/usr/local/bin/syncd"
 
