@@ -216,7 +216,6 @@ def sync(
 
 
 def _print_sync_summary(result: Any) -> None:
-    from .render import describe_problem
 
     if result.status == "paused":
         click.echo(f"Paused: {result.message}")
@@ -227,11 +226,7 @@ def _print_sync_summary(result: Any) -> None:
         for refusal in result.refusals:
             click.echo(f"syncd: refused [{refusal.code}]: {refusal.message}", err=True)
         return
-    for problem in result.plan.errors:
-        click.echo(describe_problem(problem, warning=False), err=True)
-    for failed in result.failed:
-        click.echo(f"! failed [{failed['code']}] {failed['op']} {failed['target']}: {failed['message']}", err=True)
-    counts = result.plan.summary()
+    counts = result.applied_counts
     changes = ", ".join(f"{n} {op.replace('_', ' ')}" for op, n in counts.items()) or "no changes"
     click.echo(
         f"Run {result.run_id} {result.status}: applied {result.applied} changes ({changes}); "
@@ -257,9 +252,14 @@ def snapshot(context: Context, out_path: str) -> None:
 
     `syncd plan --from-snapshot FILE` and `syncd sync --from-snapshot FILE` replay it offline.
     """
+    from pathlib import Path
+
+    from .errors import InputError
     from .graph.snapshot_file import snapshot_to_json, write_snapshot
     from .reconcile import RunOptions, load_snapshot
 
+    if out_path != "-" and not Path(out_path).resolve().parent.is_dir():
+        fail(InputError(f"--out {out_path}: the folder {Path(out_path).resolve().parent} does not exist"))
     _setup_logging(context)
     captured = load_snapshot(context.config, RunOptions())
     if out_path == "-":
@@ -283,7 +283,9 @@ def check(context: Context) -> None:
 
     config = context.config
     if not config.graph.configured:
-        fail(SyncdError("graph: no [graph] section with service_principal_id or app_id", code="CONFIG_INVALID"))
+        from .errors import ConfigError
+
+        fail(ConfigError("graph: no [graph] section with service_principal_id or app_id (see config.example.toml)"))
     steps = fetch.check(config.graph)
     for step in steps:
         click.echo(f"{'OK  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
@@ -364,7 +366,9 @@ def users_create(context: Context, email: str, name: str, user_type: str) -> Non
         fail(InputError(f"--type {user_type!r}: must be admin, member, viewer, guest or a custom role id"))
     if "@" not in email or " " in email.strip():
         fail(InputError(f"{email!r} is not an email address"))
-    row = context.store.create_local_user(email.strip(), normalise_name(name) or email.split("@")[0], user_type)
+    if not normalise_name(name):
+        fail(InputError(f"--name {name!r}: a user needs a name (letters or digits)"))
+    row = context.store.create_local_user(email.strip(), normalise_name(name), user_type)
     click.echo(f"Created local user {row['email']}.")
 
 
@@ -447,11 +451,14 @@ def history(context: Context, limit: int, as_json: bool) -> None:
 
 @cli.command("log")
 @click.option("--run", "run_id", type=int, metavar="ID", help="Which run (default: the last one).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many rows (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def log_command(context: Context, run_id: int | None, as_json: bool) -> None:
+def log_command(context: Context, run_id: int | None, limit: int | None, as_json: bool) -> None:
     """The audited changes of one run."""
-    rows = context.store.audit(run_id)
+    if run_id is not None and context.store.run(run_id) is None:
+        fail(SyncdError(f"no run {run_id}; `syncd history` lists the runs", code="NOT_FOUND"))
+    rows = context.store.audit(run_id, limit=limit)
     if as_json:
         emit_json(rows)
         return
@@ -524,8 +531,20 @@ def config_group() -> None:
 @config_group.command("check")
 @pass_context
 def config_check(context: Context) -> None:
-    """Validate the configuration file and report every problem (exit 78 if any)."""
+    """Validate the configuration file and report every problem (exit 78 if any).
+
+    Also checks that the Graph credential can be found (secret, certificate or token file); `syncd
+    check` then tests it against Entra ID.
+    """
+    from .errors import ConfigError
+
     config = context.config
+    if config.graph.configured:
+        from .graph.auth import credential_problems
+
+        problems = credential_problems(config.graph)
+        if problems:
+            raise ConfigError(problems)
     click.echo(f"{config.path or '(no file: all defaults)'}: OK")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy
@@ -194,8 +195,23 @@ def _level(value: Any) -> str | None:
     return "must be one of " + ", ".join(levels)
 
 
+def _store_url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if "://" not in value:
+        return None  # a SQLite file path
+    scheme = value.split("://", 1)[0].lower()
+    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
+        return f"unsupported database {scheme!r}: use sqlite:///PATH, a file path, or postgresql+psycopg://…"
+    try:
+        urlsplit(value).port  # noqa: B018 - reading the port is the check
+    except ValueError:
+        return "the port must be a number"
+    return None
+
+
 SCHEMA: dict[str, dict[str, Check]] = {
-    "store": {"url": _is_str},
+    "store": {"url": _store_url},
     "graph": {
         "tenant_id": _is_str,
         "client_id": _is_str,

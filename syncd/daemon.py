@@ -497,10 +497,11 @@ def check_startup_config(config: Config) -> None:
             "graph: no [graph] section with service_principal_id or app_id; the daemon needs Microsoft Graph "
             "to sync from (see config.example.toml)"
         )
-    if config.graph.auth == "client_secret":
-        from .graph.auth import resolve_client_secret
+    from .graph.auth import credential_problems
 
-        resolve_client_secret(config.graph)
+    problems = credential_problems(config.graph)
+    if problems:
+        raise ConfigError(problems)
 
 
 def main(config_path: str | None, *, verbosity: int = 0) -> int:

@@ -147,6 +147,8 @@ _CODES = (
 
 CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _CODES}
 WARNING_CODES = frozenset({"NAME_NORMALISED", "ROLE_UNKNOWN"})
+USAGE_CODES = frozenset({"NOT_FOUND", "INVALID_INPUT"})
+"""Codes that mean the command line named something wrong: exit 2, like any usage error."""
 
 
 class SyncdError(Exception):
@@ -159,6 +161,8 @@ class SyncdError(Exception):
         super().__init__(message)
         if code is not None:
             self.code = code
+        if self.code in USAGE_CODES:
+            self.exit_code = ExitCode.USAGE
         assert self.code in CODES, self.code
 
     @property

@@ -153,9 +153,7 @@ class Metrics:
         self.graph_throttled.inc(result.graph_throttled)
         self.paused.set(1 if result.status == "paused" else 0)
         if result.status in ("success", "partial"):
-            applied = Tally(change.op for change in result.plan.changes)
-            applied.subtract(entry.get("op", "") for entry in result.failed)
-            for op, count in applied.items():
+            for op, count in result.applied_counts.items():
                 if count > 0 and op:
                     self.changes_applied.labels(op).inc(count)
             codes = Tally(problem.code for problem in result.plan.errors)

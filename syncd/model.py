@@ -102,7 +102,11 @@ class Snapshot:
     deleted_user_ids: frozenset[str] = frozenset()
     failures: tuple[FetchFailure, ...] = ()
     partial: bool = False
-    """True for an on-demand snapshot of one principal: nothing is deprovisioned by absence."""
+    """True for an on-demand snapshot of one principal: nothing is deprovisioned by absence ..."""
+    subjects: frozenset[str] = frozenset()
+    """... except for these principals (user or group ids), which a partial snapshot knows in full:
+    a subject user absent from scope is unassigned, a subject group absent from scope is gone, and a
+    subject group's member list is its whole member list."""
 
     @property
     def complete(self) -> bool:
@@ -206,7 +210,7 @@ def user_email(user: SourceUser, attribute: str = "userPrincipalName") -> str | 
     raw = user.mail if attribute == "mail" else user.user_principal_name
     if not raw:
         return None
-    email = guest_upn_to_email(raw.strip()).lower()
+    email = unicodedata.normalize("NFC", guest_upn_to_email(raw.strip())).lower()
     return email if _EMAIL.match(email) else None
 
 

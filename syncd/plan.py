@@ -13,6 +13,7 @@ planning again against the same snapshot yields no changes.
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -155,8 +156,7 @@ class _Planner:
                 continue
             reason = self._inactive_reason(user.entra_id)
             if reason is None:
-                self.active_after[user.entra_id] = user
-                self.frozen_user_ids.add(user.id)  # absence is no evidence here: leave it be
+                self.active_after[user.entra_id] = user  # absence is no evidence here: stays active
                 continue
             self.user_changes.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
 
@@ -195,7 +195,9 @@ class _Planner:
                 user_type = self.policy.default_user_type
             candidates.append(user_type)
         name = user_name(source, email)
-        if source.display_name is not None and name != " ".join(source.display_name.split()):
+        if source.display_name is not None and name != " ".join(
+            unicodedata.normalize("NFC", source.display_name).split()
+        ):
             self.name_warnings[source.id] = Problem(
                 "NAME_NORMALISED", "user", source.id, email, f"name {source.display_name!r} stored as {name!r}"
             )
@@ -281,6 +283,8 @@ class _Planner:
         for name in USER_FIELDS:
             if name == "user_type" and not self.policy.provision_user_type:
                 continue  # type is set at creation only
+            if name == "user_type" and self.snapshot.partial and want.entra_id not in self.snapshot.subjects:
+                continue  # an on-demand group read does not see the roles its members hold elsewhere
             old, new = getattr(existing, name), getattr(want, name)
             if old != new:
                 changes.append((name, old, new))
@@ -303,9 +307,15 @@ class _Planner:
         source = self.source_users.get(entra_id)
         if source is not None and source.account_enabled is False:
             return "disabled"
-        if self.authoritative:
+        if self.knows(entra_id):
             return "deleted" if self.snapshot.scope == "all" and source is None else "unassigned"
         return None
+
+    def knows(self, principal_id: str) -> bool:
+        """Whether absence from this snapshot is evidence about the principal."""
+        if self.authoritative:
+            return True
+        return self.snapshot.partial and self.snapshot.complete and principal_id in self.snapshot.subjects
 
     # ----------------------------------------------------------------- teams
 
@@ -341,7 +351,7 @@ class _Planner:
             assert team.entra_id is not None
             if team.entra_id in scope.groups or team.entra_id in scope.unknown_groups:
                 continue
-            if not self.authoritative:
+            if not self.knows(team.entra_id):
                 continue
             members = tuple(sorted(self.users_by_id[m].email for m in team.member_ids if m in self.users_by_id))
             self.team_changes.append(DeleteTeam(team.id, team.entra_id, team.name, members))
@@ -368,6 +378,18 @@ class _Planner:
                 )
                 continue
             if managed_team is not None:
+                if managed_team.name != name and unmanaged_by_name.get(name):
+                    self.errors.append(
+                        Problem(
+                            "TEAM_NAME_CONFLICT",
+                            "group",
+                            group_id,
+                            name,
+                            f"group renamed to {name!r}, the name of a local team; its team keeps the name "
+                            f"{managed_team.name!r} until one of them is renamed",
+                        )
+                    )
+                    continue
                 if managed_team.name != name:
                     # group renamed -> team renamed (same row)
                     self.team_changes.append(RenameTeam(managed_team.id, group_id, managed_team.name, name))
@@ -412,7 +434,7 @@ class _Planner:
             evidence = user.id in self.deactivated_ids or not user.active
             if self.snapshot.partial:
                 evidence = evidence or entra_id in self.source_users
-            if self.authoritative or evidence:
+            if self.knows(group.id) or evidence:
                 assert team is not None
                 self.member_changes.append(RemoveMember(team.id, group.id, name, user.id, user.email))
         for member_id, email in sorted(target.items(), key=lambda item: (item[1], item[0])):

@@ -16,7 +16,7 @@ from . import safety
 from .changes import DeactivateUser, Plan
 from .config import Config
 from .errors import ConfigError, ExitCode, GraphError, SyncdError
-from .model import Snapshot
+from .model import Snapshot, StoreState
 from .plan import diff
 from .render import describe, describe_problem, summary_line
 
@@ -50,9 +50,11 @@ class RunResult:
     duration: float = 0.0
     graph_requests: int = 0
     graph_throttled: int = 0
+    applied_counts: dict[str, int] = field(default_factory=dict)
+    """The changes written, by op (the plan's summary less what failed)."""
 
 
-def load_snapshot(config: Config, options: RunOptions, stats: Any = None) -> Snapshot:
+def load_snapshot(config: Config, options: RunOptions, stats: Any = None, store: Any = None) -> Snapshot:
     """The desired state: from a snapshot file, one principal on demand, or the whole application."""
     if options.snapshot_path:
         from .graph.snapshot_file import read_snapshot
@@ -66,25 +68,56 @@ def load_snapshot(config: Config, options: RunOptions, stats: Any = None) -> Sna
     from .graph import fetch
 
     if options.user or options.group:
-        return fetch.fetch_principal(config.graph, config.sync, user=options.user, group=options.group)
+        try:
+            return fetch.fetch_principal(config.graph, config.sync, user=options.user, group=options.group)
+        except SyncdError as error:
+            # gone from Entra under that name: the id the store knows it by tells deleted from mistyped
+            known = _known_entra_id(store, options) if error.code == "NOT_FOUND" else None
+            if known is None:
+                raise
+            if options.user:
+                return fetch.fetch_principal(config.graph, config.sync, user=known)
+            return fetch.fetch_principal(config.graph, config.sync, group=known)
     return fetch.fetch_snapshot(config.graph, config.sync, progress=options.progress, stats=stats)
 
 
-def explain_departures(config: Config, options: RunOptions, snapshot: Snapshot, plan: Plan) -> Snapshot:
-    """Ask Graph why provisioned users left scope, so the audit keeps disabled / deleted / unassigned."""
-    leaving = [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
-    if not leaving or options.snapshot_path or snapshot.scope != "assigned":
-        return snapshot
+def _known_entra_id(store: Any, options: RunOptions) -> str | None:
+    if store is None:
+        return None
+    state = store.load_state()
+    if options.user:
+        wanted = options.user.strip().lower()
+        return next((u.entra_id for u in state.users if u.entra_id and u.email == wanted), None)
+    return next((t.entra_id for t in state.teams if t.entra_id and t.name == options.group), None)
+
+
+def departures_to_explain(snapshot: Snapshot, state: StoreState, plan: Plan) -> list[str]:
+    """Provisioned users whose absence Graph should be asked about (one ``$batch`` per 20 users).
+
+    In a complete snapshot: those about to be deactivated as unassigned, to tell disabled and
+    deleted apart.  In an incomplete one: every active provisioned user it does not mention, since
+    only Graph's positive answer (404, or accountEnabled false) may deactivate them then.
+    """
+    if snapshot.scope != "assigned" or snapshot.partial:
+        return []
+    if snapshot.complete:
+        return [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
+    seen = {user.id for user in snapshot.users} | snapshot.deleted_user_ids
+    return sorted(u.entra_id for u in state.users if u.entra_id and u.active and u.entra_id not in seen)
+
+
+def explain_departures(config: Config, snapshot: Snapshot, user_ids: list[str]) -> Snapshot:
+    """Add what Graph says about ``user_ids`` (disabled, or 404: deleted) to the snapshot."""
     from .graph import fetch
 
     try:
-        users, deleted = fetch.lookup_users(config.graph, leaving)
+        users, deleted = fetch.lookup_users(config.graph, user_ids)
     except GraphError as error:
         if error.code in ("GRAPH_AUTH", "GRAPH_PERMISSION"):
             raise
         log.warning(
             "could not learn why %d users left scope [%s]: %s; recording them as unassigned",
-            len(leaving),
+            len(user_ids),
             error.code,
             error,
         )
@@ -98,13 +131,13 @@ def explain_departures(config: Config, options: RunOptions, snapshot: Snapshot, 
 
 
 def make_plan(config: Config, options: RunOptions, store: Any, stats: Any = None) -> tuple[Snapshot, Plan]:
-    snapshot = load_snapshot(config, options, stats)
+    snapshot = load_snapshot(config, options, stats, store)
     state = store.load_state()
     plan = diff(snapshot, state, config.policy)
-    if any(isinstance(change, DeactivateUser) for change in plan.changes):
-        explained = explain_departures(config, options, snapshot, plan)
-        if explained is not snapshot:
-            snapshot = explained
+    if not options.snapshot_path:
+        unexplained = departures_to_explain(snapshot, state, plan)
+        if unexplained:
+            snapshot = explain_departures(config, snapshot, unexplained)
             plan = diff(snapshot, state, config.policy)
     return snapshot, plan
 
@@ -186,6 +219,11 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
             log.error("refused [%s]: %s", refusal.code, refusal.message)
         return RunResult("refused", ExitCode.REFUSED, plan, run_id, message, failures=failures, refusals=refusals)
 
+    if store.is_paused():
+        message = "provisioning was paused while this run read Graph; nothing was changed"
+        store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
+        log.info("sync skipped: %s", message)
+        return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
     try:
         applied = apply_plan(store, plan, run_id)
     except SyncdError as error:
@@ -225,4 +263,6 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
     failed = [
         {"op": e.change.op, "target": e.change.target, "code": e.code, "message": e.message} for e in applied.failed
     ]
-    return RunResult(status, code, plan, run_id, message, applied.applied, failed, failures)
+    result = RunResult(status, code, plan, run_id, message, applied.applied, failed, failures)
+    result.applied_counts = dict(applied.counts)
+    return result

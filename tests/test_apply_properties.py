@@ -82,7 +82,10 @@ def snapshots(draw) -> Snapshot:
         users=tuple(source_users),
         deleted_user_ids=frozenset(draw(st.lists(st.sampled_from(list(USER_IDS.values())), max_size=2))),
         failures=failures,
-        partial=draw(st.integers(0, 5)) == 0,
+        partial=(partial := draw(st.integers(0, 5)) == 0),
+        subjects=frozenset(
+            draw(st.lists(st.sampled_from([*USER_IDS.values(), *GROUP_IDS]), max_size=2)) if partial else ()
+        ),
     )
 
 

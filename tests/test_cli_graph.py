@@ -150,7 +150,7 @@ def test_sync_group_on_demand_provisions_its_team_and_members(graphed):
 
 def test_on_demand_for_an_unknown_user_is_not_found(graphed):
     code, _, err = graphed("sync", "--user", "nobody@contoso.com")
-    assert code == 1 and "NOT_FOUND" in err
+    assert code == 2 and "NOT_FOUND" in err
 
 
 def test_snapshot_replays_offline_to_the_same_plan(graphed, tmp_path):
@@ -180,3 +180,75 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "~ rename team" in result.stdout
     assert "(unassigned)" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def first_direct_user(tenant: Tenant) -> str:
+    return next(
+        a["principalId"]
+        for a in tenant.list_assignments()
+        if a["principalType"] == "User" and tenant.get_user(a["principalId"])["accountEnabled"]
+    )
+
+
+def user_row(graphed, entra_id):
+    return next(u for u in graphed.json("users") if u["entra_id"] == entra_id)
+
+
+def test_incomplete_run_still_deactivates_a_user_graph_says_is_deleted(graphed):
+    graphed("sync")
+    leaving = first_direct_user(graphed.tenant)
+    graphed.tenant.delete_user(leaving)
+    group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
+    graphed.sim.fail(rf"/groups/{group_id}/(transitiveM|m)embers", status=503, times=None)
+    code, _, _ = graphed("sync")
+    assert code == 3
+    row = user_row(graphed, leaving)
+    assert (row["active"], row["inactive_reason"]) == (False, "deleted")
+    assert sum(1 for u in graphed.json("users") if not u["active"]) == 1
+
+
+def test_sync_user_on_demand_deactivates_an_unassigned_user(graphed):
+    graphed("sync")
+    leaving = first_direct_user(graphed.tenant)
+    upn = graphed.tenant.get_user(leaving)["userPrincipalName"]
+    in_groups = any(
+        leaving in graphed.tenant.member_ids(a["principalId"])
+        for a in graphed.tenant.list_assignments()
+        if a["principalType"] == "Group"
+    )
+    graphed.tenant.unassign(leaving)
+    code, _, err = graphed("sync", "--user", upn)
+    assert code == 0, err
+    row = user_row(graphed, leaving)
+    assert row["active"] is in_groups
+    if not in_groups:
+        assert row["inactive_reason"] == "unassigned"
+
+
+def test_sync_user_on_demand_deactivates_a_deleted_user_named_by_email(graphed):
+    graphed("sync")
+    leaving = first_direct_user(graphed.tenant)
+    email = user_row(graphed, leaving)["email"]
+    graphed.tenant.delete_user(leaving)
+    code, _, err = graphed("sync", "--user", email)
+    assert code == 0, err
+    row = user_row(graphed, leaving)
+    assert (row["active"], row["inactive_reason"]) == (False, "deleted")
+
+
+def test_sync_group_on_demand_removes_members_and_deletes_an_unassigned_groups_team(graphed):
+    graphed("sync")
+    group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
+    name = graphed.tenant.get_group(group_id)["displayName"]
+    team = next(t for t in graphed.json("teams") if t["entra_id"] == group_id)
+    email = team["members"][0]
+    leaving = next(u["entra_id"] for u in graphed.json("users") if u["email"] == email)
+    graphed.tenant.remove_member(group_id, leaving)
+    code, _, err = graphed("sync", "--group", name)
+    assert code == 0, err
+    team = next(t for t in graphed.json("teams") if t["entra_id"] == group_id)
+    assert email not in team["members"]
+    graphed.tenant.unassign(group_id)
+    code, _, err = graphed("sync", "--group", name)
+    assert code == 0, err
+    assert group_id not in {t["entra_id"] for t in graphed.json("teams")}

@@ -92,6 +92,7 @@ def partial_result() -> RunResult:
         failed=[{"op": "add_member", "target": "Sales", "code": "APPLY_FAILED", "message": "x"}],
         graph_requests=12,
         graph_throttled=2,
+        applied_counts={"create_team": 1, "add_member": 1},
     )
 
 

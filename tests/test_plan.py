@@ -389,3 +389,65 @@ def test_plan_orders_changes_users_then_teams_then_members():
     stored = stored_user(1, "bob@contoso.com", source=bob)
     plan = diff(snapshot(users=[alice], groups=[sales], assignments=[assigned(sales)]), state([stored], [team]))
     assert ops(plan) == ["create_user", "deactivate_user", "delete_team", "create_team", "add_member"]
+
+
+# ------------------------------------------------------------------ on demand (partial snapshots)
+
+
+def test_on_demand_user_out_of_scope_is_deactivated_as_unassigned():
+    stored = stored_user(1, "alice@contoso.com", source=alice)
+    plan = diff(snapshot(users=[alice], partial=True, subjects=frozenset({alice.id})), state([stored]))
+    assert plan.changes == (DeactivateUser(1, alice.id, "alice@contoso.com", "unassigned"),)
+
+
+def test_on_demand_user_deleted_in_entra_is_deactivated_as_deleted():
+    stored = stored_user(1, "alice@contoso.com", source=alice)
+    plan = diff(snapshot(deleted=[alice.id], partial=True, subjects=frozenset({alice.id})), state([stored]))
+    assert plan.changes == (DeactivateUser(1, alice.id, "alice@contoso.com", "deleted"),)
+
+
+def test_on_demand_unassigned_group_loses_its_team_but_its_members_stay():
+    sales = group("Sales", [alice])
+    stored = stored_user(1, "alice@contoso.com", source=alice, name="Alice", title="Engineer")
+    team = stored_team(4, "Sales", [1], entra_id=sales.id)
+    plan = diff(
+        snapshot(users=[alice], groups=[sales], partial=True, subjects=frozenset({sales.id})), state([stored], [team])
+    )
+    assert plan.changes == (DeleteTeam(4, sales.id, "Sales", ("alice@contoso.com",)),)
+
+
+def test_on_demand_group_removes_members_who_left_it():
+    sales = group("Sales", [alice])
+    stored = [
+        stored_user(1, "alice@contoso.com", source=alice, name="Alice", title="Engineer"),
+        stored_user(2, "bob@contoso.com", source=bob, name="Bob"),
+    ]
+    team = stored_team(4, "Sales", [1, 2], entra_id=sales.id)
+    plan = diff(
+        snapshot(
+            users=[alice], groups=[sales], assignments=[assigned(sales)], partial=True, subjects=frozenset({sales.id})
+        ),
+        state(stored, [team]),
+    )
+    assert plan.changes == (RemoveMember(4, sales.id, "Sales", 2, "bob@contoso.com"),)
+
+
+def test_on_demand_group_does_not_change_the_type_members_hold_through_other_roles():
+    sales = group("Sales", [alice])
+    stored = stored_user(1, "alice@contoso.com", source=alice, name="Alice", title="Engineer", user_type="admin")
+    team = stored_team(4, "Sales", [1], entra_id=sales.id)
+    plan = diff(
+        snapshot(
+            users=[alice], groups=[sales], assignments=[assigned(sales)], partial=True, subjects=frozenset({sales.id})
+        ),
+        state([stored], [team]),
+    )
+    assert plan.changes == ()
+
+
+def test_group_renamed_to_a_local_teams_name_is_a_conflict_not_a_duplicate():
+    sales = group("Book club", [])
+    teams = [stored_team(1, "Sales", entra_id=sales.id), stored_team(2, "Book club")]
+    plan = diff(snapshot(groups=[sales], assignments=[assigned(sales)]), state(teams=teams))
+    assert plan.changes == ()
+    assert [e.code for e in plan.errors] == ["TEAM_NAME_CONFLICT"]

@@ -109,6 +109,27 @@ def _read_secret_file(path: Path, key: str) -> str:
     return secret
 
 
+def credential_problems(graph: GraphConfig) -> list[str]:
+    """What keeps ``graph.auth`` from getting a token, found without asking Entra ID (for config checks)."""
+    mode = auth_mode(graph)
+    files = {
+        "certificate": ("graph.certificate_path", graph.certificate_path),
+        "token_file": ("graph.token_file", graph.token_file),
+    }
+    if mode == "client_secret":
+        try:
+            resolve_client_secret(graph)
+        except ConfigError as error:
+            return list(error.problems)
+    elif mode in files:
+        key, value = files[mode]
+        if not value:
+            return [f'{key}: required for auth "{mode}"']
+        if not Path(value).expanduser().is_file():
+            return [f"{key}: {value}: no such file"]
+    return []
+
+
 def build_credential(graph: GraphConfig) -> Any:
     """A token credential for ``graph.auth``.
 

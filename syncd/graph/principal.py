@@ -68,7 +68,9 @@ async def fetch_principal_async(
     * for a group: the group with all its user members, and their attributes; plus the direct
       assignments of those members, so each member's own role is not lost.
 
-    ``partial=True``: nothing may be deprovisioned because it is absent from it.
+    ``partial=True``: nothing may be deprovisioned because it is absent from it, except the
+    principal itself (``subjects``): a user out of scope is unassigned, an id Graph answers 404
+    for is deleted, and a group out of scope (or deleted) loses its team.
     """
     if (user is None) == (group is None):
         raise InputError("name exactly one user or one group")
@@ -77,30 +79,45 @@ async def fetch_principal_async(
     assignments_task = read_assignments(client, service_principal.id, found)
     if user is not None:
         source_user, assignments = await gather_all(_find_user(client, user), assignments_task)
+        if source_user is None:
+            # a user id Graph answers 404 for: deleted in Entra
+            found.deleted.add(user)
+            return build_snapshot(sync.scope, service_principal, [], [], found, partial=True, subjects=[user])
         found.add_user(source_user)
         assigned_groups = {a.principal_id for a in assignments if a.principal_type == "Group"}
         groups = await _member_of(client, source_user.id, assigned_groups, nested=sync.nested_groups)
         group_ids = {group_id for group_id, _ in groups}
         kept = [a for a in assignments if a.principal_id == source_user.id or a.principal_id in group_ids]
         source_groups = [SourceGroup(group_id, name, (source_user.id,)) for group_id, name in groups]
+        subject = source_user.id
     else:
         assert group is not None
-        (group_id, name), assignments = await gather_all(_find_group(client, group), assignments_task)
+        found_group, assignments = await gather_all(_find_group(client, group), assignments_task)
+        if found_group is None:
+            # a group id Graph answers 404 for: deleted in Entra, so its team goes
+            return build_snapshot(sync.scope, service_principal, [], [], found, partial=True, subjects=[group])
+        group_id, name = found_group
         member_ids = await read_members(client, group_id, nested=sync.nested_groups, found=found)
         principals = {group_id, *(member_ids or ())}
         kept = [a for a in assignments if a.principal_id in principals]
         source_groups = [SourceGroup(group_id, name, member_ids)]
-    return build_snapshot(sync.scope, service_principal, kept, source_groups, found, partial=True)
+        subject = group_id
+    return build_snapshot(sync.scope, service_principal, kept, source_groups, found, partial=True, subjects=[subject])
 
 
-async def _find_user(client: GraphClient, user: str) -> SourceUser:
-    """``GET /users/{id or userPrincipalName}``; failing that, the one user whose mail is ``user``."""
+async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
+    """``GET /users/{id or userPrincipalName}``; failing that, the one user whose mail is ``user``.
+
+    None for an object id Graph answers 404 for (a deleted user).
+    """
     what = f"reading user {user}"
     try:
         body = await client.get_json(f"/users/{segment(user)}?$select={USER_FIELDS}", what=what)
     except GraphError as error:
         if error.status not in (400, 404):
             raise
+        if error.status == 404 and GUID.match(user):
+            return None
         if "@" not in user:
             raise SyncdError(f"no user {user!r} in Entra ID", code="NOT_FOUND") from None
         items = await client.collect(
@@ -124,8 +141,11 @@ def _equals(field_name: str, value: str) -> str:
     return f"{field_name} eq '{escaped}'"
 
 
-async def _find_group(client: GraphClient, group: str) -> tuple[str, str]:
-    """``(id, displayName)`` of a group given by id or by its exact displayName."""
+async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None:
+    """``(id, displayName)`` of a group given by id or by its exact displayName.
+
+    None for an object id Graph answers 404 for (a deleted group).
+    """
     what = f"reading group {group}"
     try:
         if GUID.match(group):
@@ -134,6 +154,7 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str]:
             except GraphError as error:
                 if error.status != 404:
                     raise
+                return None
         url = f"/groups?$filter={query_value(_equals('displayName', group))}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
         matches = [decode_group(item) for item in await client.collect(url, what=f"finding group {group!r}")]
     except BadResponse as error:

@@ -273,6 +273,7 @@ def build_snapshot(
     found: Collected,
     *,
     partial: bool = False,
+    subjects: Iterable[str] = (),
 ) -> Snapshot:
     """A deterministic Snapshot: assignments, groups and users sorted, duplicates dropped."""
     ordered_assignments = sorted(set(assignments), key=lambda a: (a.principal_type, a.principal_id, a.app_role_id))
@@ -285,4 +286,5 @@ def build_snapshot(
         deleted_user_ids=frozenset(found.deleted - found.users.keys()),
         failures=tuple(found.failures),
         partial=partial,
+        subjects=frozenset(subjects),
     )

@@ -24,7 +24,8 @@ captured tenant is easy to read and to edit by hand::
       ],
       "deletedUserIds": [],
       "failures": [],
-      "partial": false
+      "partial": false,
+      "subjects": []
     }
 
 Keys:
@@ -45,6 +46,8 @@ Keys:
 * ``failures``: reads that failed (``code``, ``message``, optional ``path``); any entry makes the
   snapshot incomplete, and nothing is deprovisioned because it is absent.
 * ``partial``: true for a snapshot of a single user or group (``syncd sync --user/--group``).
+* ``subjects``: in a partial snapshot, the ids of the user or group it was taken for; those it
+  knows in full, so a subject out of scope is deprovisioned.
 
 Every list defaults to empty.  Unknown keys are ignored (a hand-edited file may keep notes or
 Graph's own ``@odata`` annotations); a known key with the wrong type is an error naming the key
@@ -104,6 +107,7 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
         "deletedUserIds": sorted(snapshot.deleted_user_ids),
         "failures": [{"code": f.code, "message": f.message, "path": f.path} for f in snapshot.failures],
         "partial": snapshot.partial,
+        "subjects": sorted(snapshot.subjects),
     }
 
 
@@ -234,15 +238,22 @@ def snapshot_from_json(data: Any) -> Snapshot:
     if scope not in ("assigned", "all"):
         raise SnapshotError('scope: must be "assigned" or "all"')
     deleted = document.strings("deletedUserIds") or []
+    users = tuple(document.items("users", _user))
+    seen: set[str] = set()
+    for index, user in enumerate(users):
+        if user.id in seen:
+            raise SnapshotError(f"users[{index}].id: {user.id} appears twice")
+        seen.add(user.id)
     return Snapshot(
         scope="all" if scope == "all" else "assigned",
         app_roles=tuple(document.items("appRoles", _app_role)),
         assignments=tuple(document.items("assignments", _assignment)),
         groups=tuple(document.items("groups", _group)),
-        users=tuple(document.items("users", _user)),
+        users=users,
         deleted_user_ids=frozenset(deleted),
         failures=tuple(document.items("failures", _failure)),
         partial=bool(document.boolean("partial", False)),
+        subjects=frozenset(document.strings("subjects") or []),
     )
 
 

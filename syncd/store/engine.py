@@ -8,6 +8,7 @@ PostgreSQL is reached through psycopg 3; ``postgresql://`` and ``postgres://`` a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +33,8 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except (exc.ArgumentError, ValueError):
         raise StoreError(
-            f"store.url {url!r} is not a database URL (sqlite:///PATH or postgresql://…)", code="STORE_UNREACHABLE"
+            f"store.url {mask_text(url)!r} is not a database URL (sqlite:///PATH or postgresql://…)",
+            code="STORE_UNREACHABLE",
         ) from None
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):
@@ -44,6 +46,11 @@ def parse_url(url: str) -> URL:
         "use sqlite:///PATH or postgresql://USER@HOST/DATABASE",
         code="STORE_UNREACHABLE",
     )
+
+
+def mask_text(url: str) -> str:
+    """A URL that did not parse, with whatever stands between ``user:`` and the last ``@`` hidden."""
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
 def mask(url: URL) -> str:

@@ -287,12 +287,18 @@ class Store:
             rows = connection.execute(select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)).all()
         return [self._run_dict(row) for row in rows]
 
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """One run as in :meth:`runs`, or None when there is no such run."""
+        with self._read() as connection:
+            row = connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+        return None if row is None else self._run_dict(row)
+
     def last_run(self) -> dict[str, Any] | None:
         """The newest run as in :meth:`runs`, or None before the first run."""
         latest = self.runs(limit=1)
         return latest[0] if latest else None
 
-    def audit(self, run_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         """Audit rows of run ``run_id`` in the order they were written (None: the last run that was
         not a dry run).  Each row: id, run_id, at, op, object_kind, target, entra_id, before,
         after, status, error_code, message."""
