@@ -224,10 +224,11 @@ class _Applier:
     def adopt_users(self, changes: list[AdoptUser]) -> None:
         statement = (
             users.update()
-            .where(and_(users.c.id == bindparam("b_id"), users.c.entra_id.is_(None)))
+            .where(and_(users.c.id == bindparam("b_id"), users.c.entra_id.is_not_distinct_from(bindparam("b_old"))))
             .values(entra_id=bindparam("b_entra_id"), updated_at=self.now)
         )
-        result = self.connection.execute(statement, [{"b_id": c.user_id, "b_entra_id": c.entra_id} for c in changes])
+        rows = [{"b_id": c.user_id, "b_entra_id": c.entra_id, "b_old": c.previous_entra_id} for c in changes]
+        result = self.connection.execute(statement, rows)
         self.expect(result.rowcount, changes, f"unmanaged user {changes[0].email}")
         self.user_ids = None
 

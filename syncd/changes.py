@@ -37,12 +37,18 @@ class CreateUser:
 
 @dataclass(frozen=True, slots=True)
 class AdoptUser:
-    """A local user with the same email and no Entra id becomes managed (Entra id set)."""
+    """A local user with the same email and no Entra id becomes managed (Entra id set).
+
+    Also a user whose Entra account was deleted, when a new Entra account has its email: the row is
+    re-linked to the new account (``previous_entra_id`` is the deleted one), as Entra's own
+    provisioning matches an existing account by its userPrincipalName.
+    """
 
     op: ClassVar[str] = "adopt_user"
     user_id: int
     entra_id: str
     email: str
+    previous_entra_id: str | None = None
 
     @property
     def target(self) -> str:
@@ -50,7 +56,7 @@ class AdoptUser:
 
     @property
     def fields(self) -> FieldChanges:
-        return (("entra_id", None, self.entra_id),)
+        return (("entra_id", self.previous_entra_id, self.entra_id),)
 
 
 @dataclass(frozen=True, slots=True)

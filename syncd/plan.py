@@ -118,6 +118,8 @@ class _Planner:
         self.by_entra = {user.entra_id: user for user in state.users if user.entra_id}
         self.users_by_id = {user.id: user for user in state.users}
         self.unmanaged_by_email = {user.email: user for user in state.users if user.entra_id is None}
+        # rows whose Entra account is deleted and that a new account with their email takes over
+        self.deleted_by_email: dict[str, StoreUser] = {}
         # Entra id -> email the user will have after the plan, where the plan changes it
         self.email_after: dict[str, str] = {}
         # Entra id -> local user that will be active after the plan (for team membership)
@@ -152,7 +154,9 @@ class _Planner:
         # user unassigned / removed from every assigned group / disabled / deleted -> inactive
         for user in sorted(self.by_entra.values(), key=lambda u: (u.email, u.id)):
             assert user.entra_id is not None
-            if user.entra_id in desired or user.id in self.frozen_user_ids or not user.active:
+            if user.entra_id in desired or user.id in self.frozen_user_ids or user.id in self.adopted:
+                continue
+            if not user.active:
                 continue
             reason = self._inactive_reason(user.entra_id)
             if reason is None:
@@ -228,13 +232,16 @@ class _Planner:
                     winners = claimants
                 elif holder.entra_id in claimants:
                     winners = [holder.entra_id]
-                elif holder.entra_id is not None:
+                elif holder.entra_id is not None and not self._relinkable(holder, kept):
                     winners = []  # held by another managed user (perhaps inactive)
                 else:
-                    # an unmanaged local user has it: adopted, unless the claimant has a row of its own
+                    # an unmanaged local user (or one whose Entra account was deleted) has it: adopted,
+                    # unless the claimant has a row of its own
                     winners = [c for c in claimants if c not in self.by_entra]
                 if len(winners) > 1:
                     winners = []
+                if winners and holder is not None and holder.entra_id not in (None, *claimants) and not moving:
+                    self.deleted_by_email[email] = holder
                 for entra_id in claimants:
                     if entra_id not in winners:
                         who = (
@@ -255,6 +262,15 @@ class _Planner:
                 self._freeze(existing)
         return kept
 
+    def _relinkable(self, holder: StoreUser, kept: Mapping[str, DesiredUser]) -> bool:
+        """A row whose Entra account is deleted (or found deleted now) may be taken over by a new
+        account with its email."""
+        if holder.entra_id is None or holder.entra_id in kept:
+            return False
+        if not holder.active:
+            return holder.inactive_reason == "deleted"
+        return self._inactive_reason(holder.entra_id) == "deleted"
+
     def _freeze(self, user: StoreUser) -> None:
         """A user with an error is left exactly as it is, memberships included."""
         self.frozen_user_ids.add(user.id)
@@ -265,7 +281,7 @@ class _Planner:
         self.email_after[want.entra_id] = want.email
         existing = self.by_entra.get(want.entra_id)
         if existing is None:
-            local = self.unmanaged_by_email.get(want.email)
+            local = self.unmanaged_by_email.get(want.email) or self.deleted_by_email.get(want.email)
             if local is None:
                 # user assigned and enabled, new -> created
                 self.user_changes.append(CreateUser(want.entra_id, want.email, want.name, want.title, want.user_type))
@@ -273,7 +289,7 @@ class _Planner:
                 self.active_after[want.entra_id] = StoreUser(-1, want.email, want.name, entra_id=want.entra_id)
                 return
             # a local user with the same email and no Entra id is adopted, not duplicated
-            self.user_changes.append(AdoptUser(local.id, want.entra_id, want.email))
+            self.user_changes.append(AdoptUser(local.id, want.entra_id, want.email, local.entra_id))
             self.adopted[local.id] = want.entra_id
             existing = local
         if not existing.active:
@@ -425,7 +441,7 @@ class _Planner:
         current = [self.users_by_id[i] for i in (team.member_ids if team else ()) if i in self.users_by_id]
         in_team = set()
         for user in sorted(current, key=lambda u: (u.email, u.id)):
-            entra_id = user.entra_id or self.adopted.get(user.id)
+            entra_id = self.adopted.get(user.id, user.entra_id)
             if entra_id in target:
                 in_team.add(entra_id)
                 continue

@@ -6,6 +6,7 @@ from typing import Any
 
 from .changes import (
     AddMember,
+    AdoptUser,
     Change,
     DeactivateUser,
     DeleteTeam,
@@ -40,6 +41,11 @@ def describe(change: Change) -> str:
     if op == "create_user":
         fields = ", ".join(f"{name} {_value(new)}" for name, _old, new in change.fields if name != "email")
         return f"{sign} create user {change.target} [{change.entra_id}]: {fields}"
+    if isinstance(change, AdoptUser) and change.previous_entra_id:
+        return (
+            f"{sign} adopt user {change.target}: its deleted Entra account [{change.previous_entra_id}] "
+            f"is replaced by [{change.entra_id}]"
+        )
     if op == "adopt_user":
         return f"{sign} adopt user {change.target}: local user now managed by [{change.entra_id}]"
     if op == "update_user":

@@ -451,3 +451,38 @@ def test_group_renamed_to_a_local_teams_name_is_a_conflict_not_a_duplicate():
     plan = diff(snapshot(groups=[sales], assignments=[assigned(sales)]), state(teams=teams))
     assert plan.changes == ()
     assert [e.code for e in plan.errors] == ["TEAM_NAME_CONFLICT"]
+
+
+def test_new_entra_account_takes_over_the_row_of_a_deleted_account_with_its_email():
+    old_id = user("old-alice").id
+    old = stored_user(
+        1,
+        "alice@contoso.com",
+        source=user("old-alice"),
+        name="Alice",
+        title="Engineer",
+        active=False,
+        inactive_reason="deleted",
+    )
+    team = stored_team(2, "Sales", [], entra_id=group("Sales").id)
+    sales = group("Sales", [alice])
+    plan = diff(snapshot(users=[alice], groups=[sales], assignments=[assigned(sales)]), state([old], [team]))
+    assert plan.changes == (
+        AdoptUser(1, alice.id, "alice@contoso.com", old_id),
+        ReactivateUser(1, alice.id, "alice@contoso.com"),
+        AddMember(sales.id, "Sales", alice.id, "alice@contoso.com"),
+    )
+
+
+def test_a_merely_unassigned_accounts_email_is_not_taken_over():
+    old = stored_user(1, "alice@contoso.com", source=user("old-alice"), active=False, inactive_reason="unassigned")
+    plan = diff(snapshot(users=[alice], assignments=[assigned(alice)]), state([old]))
+    assert plan.changes == ()
+    assert [e.code for e in plan.errors] == ["USER_EMAIL_CONFLICT"]
+
+
+def test_a_row_whose_account_is_found_deleted_now_is_taken_over_in_the_same_plan():
+    old_id = user("old-alice").id
+    old = stored_user(1, "alice@contoso.com", source=user("old-alice"), name="Alice", title="Engineer")
+    plan = diff(snapshot(users=[alice], assignments=[assigned(alice)], deleted=[old_id]), state([old]))
+    assert plan.changes == (AdoptUser(1, alice.id, "alice@contoso.com", old_id),)
