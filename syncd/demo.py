@@ -12,17 +12,18 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .config import build
+from .config import Config, build
 from .reconcile import RunOptions, run_once
 from .render import to_text
 
 Echo = Callable[[str], None]
 
 
-def _show_directory(store: object, echo: Echo) -> None:
-    users = store.list_users()  # type: ignore[attr-defined]
-    teams = store.list_teams()  # type: ignore[attr-defined]
+def _show_directory(store: Any, echo: Echo) -> None:
+    users = store.list_users()
+    teams = store.list_teams()
     echo(f"\nUsers ({sum(1 for u in users if u['active'])} active seats, {len(users)} in all):")
     for row in users:
         state = "active" if row["active"] else f"inactive ({row['inactive_reason']})"
@@ -39,6 +40,18 @@ def _config_for(directory: Path, base_url: str, token_file: Path, service_princi
         f'[graph]\nauth = "token_file"\ntoken_file = "{token_file}"\nbase_url = "{base_url}"\n'
         f'service_principal_id = "{service_principal_id}"\n'
     )
+
+
+def _plan_then_sync(config: Config, store: Any, simulator: Any, echo: Echo, what: str) -> None:
+    """`syncd plan`, then `syncd sync`, then the directory, as the demo shows them."""
+    echo(f"\n== syncd plan: {what}")
+    echo(to_text(run_once(config, RunOptions(dry_run=True), store=store).plan))
+    echo("\n== syncd sync")
+    simulator.reset_counts()
+    result = run_once(config, RunOptions(), store=store)
+    requests = simulator.requests
+    echo(f"Run {result.run_id} {result.status}: applied {result.applied} changes with {requests} Graph requests.")
+    _show_directory(store, echo)
 
 
 def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
@@ -67,31 +80,11 @@ def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
         store = Store(config.store.url)
         try:
             echo(f"Graph simulator at {simulator.base_url}; store {config.store.url}")
-            echo("\n== syncd plan: the first sync would do this")
-            first = run_once(config, RunOptions(dry_run=True), store=store)
-            echo(to_text(first.plan))
-            echo("\n== syncd sync")
-            applied = run_once(config, RunOptions(), store=store)
-            echo(
-                f"Run {applied.run_id} {applied.status}: applied {applied.applied} changes "
-                f"with {simulator.requests} Graph requests."
-            )
-            _show_directory(store, echo)
-
+            _plan_then_sync(config, store, simulator, echo, "the first sync would do this")
             echo("\n== Entra changes: a group renamed, a user unassigned, a role changed, an account disabled")
             for line in apply_demo_changes(tenant):
                 echo(f"  {line}")
-            simulator.reset_counts()
-            echo("\n== syncd plan")
-            second = run_once(config, RunOptions(dry_run=True), store=store)
-            echo(to_text(second.plan))
-            echo("\n== syncd sync")
-            again = run_once(config, RunOptions(), store=store)
-            echo(
-                f"Run {again.run_id} {again.status}: applied {again.applied} changes "
-                f"with {simulator.requests} Graph requests."
-            )
-            _show_directory(store, echo)
+            _plan_then_sync(config, store, simulator, echo, "what changed in Entra")
             echo(f"\nThe demo's files are in {folder}; try: syncd --config {folder / 'config.toml'} history")
             echo("(the simulator has stopped, so commands that read Graph will not reach it).")
         finally:

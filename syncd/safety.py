@@ -26,25 +26,26 @@ def check(plan: Plan, limits: Limits, *, allow_deletes: bool = False) -> list[Re
     """The refusals this plan earns; empty when it may be applied."""
     if allow_deletes:
         return []
+    brakes = (
+        (
+            "SAFETY_DEACTIVATIONS",
+            "deactivate_user",
+            "deactivates",
+            "users",
+            "max_deactivations",
+            limits.max_deactivations,
+        ),
+        ("SAFETY_TEAM_DELETIONS", "delete_team", "deletes", "teams", "max_team_deletions", limits.max_team_deletions),
+    )
     refusals = []
-    deactivations = plan.count("deactivate_user")
-    if deactivations > limits.max_deactivations:
-        refusals.append(
-            Refusal(
-                "SAFETY_DEACTIVATIONS",
-                f"the plan deactivates {deactivations} users, more than safety.max_deactivations = "
-                f"{limits.max_deactivations}; nothing was applied. Review it with `syncd plan`, then run "
-                "`syncd sync --allow-deletes` to apply it anyway.",
+    for code, op, verb, noun, key, limit in brakes:
+        count = plan.count(op)
+        if count > limit:
+            refusals.append(
+                Refusal(
+                    code,
+                    f"the plan {verb} {count} {noun}, more than safety.{key} = {limit}; nothing was applied. "
+                    "Review it with `syncd plan`, then run `syncd sync --allow-deletes` to apply it anyway.",
+                )
             )
-        )
-    deletions = plan.count("delete_team")
-    if deletions > limits.max_team_deletions:
-        refusals.append(
-            Refusal(
-                "SAFETY_TEAM_DELETIONS",
-                f"the plan deletes {deletions} teams, more than safety.max_team_deletions = "
-                f"{limits.max_team_deletions}; nothing was applied. Review it with `syncd plan`, then run "
-                "`syncd sync --allow-deletes` to apply it anyway.",
-            )
-        )
     return refusals
