@@ -9,6 +9,7 @@ with the Graph request counts. Times are measured here, never asserted in tests.
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--direct", type=int, default=500)
     parser.add_argument("--store", default="", help="SQLAlchemy URL (default: SQLite in a temporary folder)")
     args = parser.parse_args()
+    logging.getLogger("syncd").setLevel(logging.ERROR)  # the per-change lines would drown the timings
 
     folder = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     started = time.perf_counter()

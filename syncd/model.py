@@ -171,6 +171,7 @@ class Policy:
 
 _SPACES = re.compile(r"\s+")
 _KEPT_PUNCTUATION = frozenset("-'.\u2019")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'-]*")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -182,6 +183,8 @@ def normalise_name(display_name: str | None) -> str:
     """
     if not display_name:
         return ""
+    if _PLAIN_NAME.fullmatch(display_name):  # the common case, without a look at every character
+        return _SPACES.sub(" ", display_name).strip()
     text = unicodedata.normalize("NFC", display_name)
     kept = []
     for char in text:

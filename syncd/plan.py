@@ -126,6 +126,7 @@ class _Planner:
         self.active_after: dict[str, StoreUser | None] = {}
         self.frozen_user_ids: set[int] = set()
         self.deactivated_ids: set[int] = set()
+        self.type_cache: dict[frozenset[str], tuple[str, str | None]] = {}
         self.adopted: dict[int, str] = {}  # local user id -> the Entra id adopting it
         # warnings are reported only with the change that acts on them
         self.name_warnings: dict[str, Problem] = {}
@@ -183,21 +184,15 @@ class _Planner:
             if existing is not None:
                 self._freeze(existing)
             return None
-        candidates = []
-        for role_id in sorted(role_ids):
-            user_type = roles.get(role_id)
-            if user_type is None:
-                role = next((r for r in self.snapshot.app_roles if r.id == role_id), None)
-                role_name = (role.display_name or role.value or role.id) if role else role_id
-                self.role_warnings[source.id] = Problem(
-                    "ROLE_UNKNOWN",
-                    "user",
-                    source.id,
-                    email,
-                    f"app role {role_name!r} maps to no user type; using {self.policy.default_user_type!r}",
-                )
-                user_type = self.policy.default_user_type
-            candidates.append(user_type)
+        user_type, unknown_role = self._user_type(frozenset(role_ids), roles)
+        if unknown_role is not None:
+            self.role_warnings[source.id] = Problem(
+                "ROLE_UNKNOWN",
+                "user",
+                source.id,
+                email,
+                f"app role {unknown_role!r} maps to no user type; using {self.policy.default_user_type!r}",
+            )
         name = user_name(source, email)
         if source.display_name is not None and name != " ".join(
             unicodedata.normalize("NFC", source.display_name).split()
@@ -205,7 +200,23 @@ class _Planner:
             self.name_warnings[source.id] = Problem(
                 "NAME_NORMALISED", "user", source.id, email, f"name {source.display_name!r} stored as {name!r}"
             )
-        return DesiredUser(source.id, email, name, source.job_title or None, choose_user_type(candidates, self.policy))
+        return DesiredUser(source.id, email, name, source.job_title or None, user_type)
+
+    def _user_type(self, role_ids: frozenset[str], roles: Mapping[str, str | None]) -> tuple[str, str | None]:
+        """The user type a set of app roles gives, and the name of a role that maps to none (cached:
+        most users share a handful of role sets)."""
+        cached = self.type_cache.get(role_ids)
+        if cached is None:
+            candidates, unknown = [], None
+            for role_id in sorted(role_ids):
+                user_type = roles.get(role_id)
+                if user_type is None:
+                    role = next((r for r in self.snapshot.app_roles if r.id == role_id), None)
+                    unknown = (role.display_name or role.value or role.id) if role else role_id
+                    user_type = self.policy.default_user_type
+                candidates.append(user_type)
+            cached = self.type_cache[role_ids] = (choose_user_type(candidates, self.policy), unknown)
+        return cached
 
     def _drop_email_conflicts(self, desired: dict[str, DesiredUser]) -> dict[str, DesiredUser]:
         """Two users may not share an email: report the conflict and skip whoever cannot have it.
