@@ -312,3 +312,14 @@ def test_unreadable_snapshot_files_say_which_file(tmp_path):
     wrong.write_text('{"format": "syncd-snapshot", "users": [{"id": 5}]}')
     with pytest.raises(SnapshotError, match=r"wrong.json: users\[0\].id: must be a string"):
         read_snapshot(wrong)
+
+
+def test_a_secret_written_in_the_config_file_is_used_with_a_warning_that_never_shows_it(caplog):
+    from syncd.config import GraphConfig as Graph
+    from syncd.graph.auth import resolve_client_secret
+
+    with caplog.at_level("WARNING", logger="syncd.graph"):
+        secret, source = resolve_client_secret(Graph(client_secret="hunter2-very-secret"))
+    assert secret == "hunter2-very-secret" and source.name == "graph.client_secret"
+    assert "prefer client_secret_file" in caplog.text
+    assert "hunter2" not in caplog.text

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 CREDENTIAL_NAME = "client-secret"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN_FILE_DEFAULT_LIFETIME = 300
+
+log = logging.getLogger("syncd.graph")
 
 
 def graph_scope(base_url: str) -> str:
@@ -77,6 +80,12 @@ class SecretSource:
 def resolve_client_secret(graph: GraphConfig) -> tuple[str, SecretSource]:
     """The client secret and where it came from, in the documented order of precedence."""
     if graph.client_secret:
+        log.warning(
+            "graph.client_secret is written in the configuration file; prefer client_secret_file, "
+            "$%s or the systemd credential %s",
+            SECRET_ENV,
+            CREDENTIAL_NAME,
+        )
         return graph.client_secret, SecretSource("graph.client_secret")
     if graph.client_secret_file:
         path = Path(graph.client_secret_file).expanduser()
