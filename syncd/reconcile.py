@@ -224,6 +224,8 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
         store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
         log.info("sync skipped: %s", message)
         return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
+    if options.progress is not None:
+        options.progress("apply changes", 0, len(plan.changes))
     try:
         applied = apply_plan(store, plan, run_id)
     except SyncdError as error:
@@ -241,6 +243,8 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
             message="interrupted; nothing of this run was applied",
         )
         raise
+    if options.progress is not None:
+        options.progress("apply changes", len(plan.changes), len(plan.changes))
     failed_ids = {id(entry.change) for entry in applied.failed}
     for change in plan.changes:
         if id(change) not in failed_ids:
