@@ -310,8 +310,8 @@ class _Planner:
         for name in USER_FIELDS:
             if name == "user_type" and not self.policy.provision_user_type:
                 continue  # type is set at creation only
-            if name == "user_type" and self.snapshot.partial and want.entra_id not in self.snapshot.subjects:
-                continue  # an on-demand group read does not see the roles its members hold elsewhere
+            if name == "user_type" and not self.roles_complete(want.entra_id):
+                continue  # roles through an unread group (or, on demand, held elsewhere) are unknown
             old, new = getattr(existing, name), getattr(want, name)
             if old != new:
                 changes.append((name, old, new))
@@ -337,6 +337,12 @@ class _Planner:
         if self.knows(entra_id):
             return "deleted" if self.snapshot.scope == "all" and source is None else "unassigned"
         return None
+
+    def roles_complete(self, entra_id: str) -> bool:
+        """Whether every app role the user holds is in the snapshot, so its type may change."""
+        if self.snapshot.partial:
+            return self.snapshot.complete and entra_id in self.snapshot.subjects
+        return self.snapshot.complete
 
     def knows(self, principal_id: str) -> bool:
         """Whether absence from this snapshot is evidence about the principal."""

@@ -486,3 +486,20 @@ def test_a_row_whose_account_is_found_deleted_now_is_taken_over_in_the_same_plan
     old = stored_user(1, "alice@contoso.com", source=user("old-alice"), name="Alice", title="Engineer")
     plan = diff(snapshot(users=[alice], assignments=[assigned(alice)], deleted=[old_id]), state([old]))
     assert plan.changes == (AdoptUser(1, alice.id, "alice@contoso.com", old_id),)
+
+
+def test_incomplete_snapshot_does_not_change_user_types():
+    # the admin role came through a group whose members could not be read
+    stored = stored_user(1, "alice@contoso.com", source=alice, name="Alice", title="Engineer", user_type="admin")
+    unread = group("Admins", None)
+    failure = FetchFailure("GRAPH_UNAVAILABLE", "503", f"/groups/{unread.id}/members")
+    plan = diff(
+        snapshot(
+            users=[user("alice", job_title="Lead")],
+            groups=[unread],
+            assignments=[assigned(alice), assigned(unread, ADMIN)],
+            failures=[failure],
+        ),
+        state([stored], [stored_team(2, "Admins", [1], entra_id=unread.id)]),
+    )
+    assert plan.changes == (UpdateUser(1, alice.id, "alice@contoso.com", (("title", "Engineer", "Lead"),)),)
