@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
@@ -71,12 +74,18 @@ def fail(error: SyncdError) -> NoReturn:
     "or /etc/syncd/config.toml.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option(
+    "-q",
+    "--quiet",
+    count=True,
+    help="Only problems: warnings and errors in the log, no summary when all went well (for cron).",
+)
 @click.version_option(__version__, prog_name="syncd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: int) -> None:
     """syncd keeps a local directory of users and teams in step with the users and groups assigned
     to one Microsoft Entra ID enterprise application."""
-    context = Context(config_path, verbose)
+    context = Context(config_path, verbose - quiet)
     ctx.obj = context
     ctx.call_on_close(context.close)
 
@@ -205,14 +214,34 @@ def sync(
         wait_seconds=wait_seconds,
         progress=None if as_json else make_progress(sys.stderr),
     )
-    result = _run(context, options)
+    with _sigterm_interrupts():
+        result = _run(context, options)
     if as_json:
         emit_json(_result_json(result))
     elif dry_run:
         _print_plan_text(result)
-    else:
+    elif not (context.verbosity < 0 and result.exit_code == ExitCode.OK):
         _print_sync_summary(result)
     raise SystemExit(int(result.exit_code))
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (systemd stopping the timer's unit, a kill) ends a one-shot sync like Ctrl-C: the
+    transaction rolls back and the run is recorded as interrupted."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_sync_summary(result: Any) -> None:
@@ -564,9 +593,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.ClickException as error:
         error.show()
         code = ExitCode.USAGE if isinstance(error, click.UsageError) else error.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        code = 1
+    except click.Abort as abort:
+        if isinstance(abort.__cause__, KeyboardInterrupt):  # Ctrl-C or SIGTERM, turned into Abort by click
+            click.echo("Interrupted; nothing half-applied was kept.", err=True)
+            code = 130
+        else:
+            click.echo("Aborted.", err=True)
+            code = 1
     except SyncdError as error:
         click.echo(f"syncd: error [{error.code}]: {error}", err=True)
         code = int(exit_code_for(error))

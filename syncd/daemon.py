@@ -81,6 +81,10 @@ class StoreProbe(Protocol):
         """``Store.counts()``: active_users, inactive_users, teams."""
         ...
 
+    def last_success(self, config: Config) -> float | None:
+        """When the newest successful run of any process sharing the store ended (Unix time)."""
+        ...
+
 
 class DatabaseProbe:
     """:class:`StoreProbe` over :class:`syncd.store.Store`, opening a connection per question."""
@@ -102,6 +106,11 @@ class DatabaseProbe:
     def counts(self, config: Config) -> Mapping[str, int]:
         with self._store(config) as store:
             return dict(store.counts())
+
+    def last_success(self, config: Config) -> float | None:
+        with self._store(config) as store:
+            finished = store.last_success_at()
+        return None if finished is None else finished.timestamp()
 
 
 def _clock_text(moment: datetime | None) -> str:
@@ -211,6 +220,7 @@ class Daemon:
         config = self.config
         try:
             self.store.check(config)
+            self.metrics.record_store_success(self.store.last_success(config))
         except SyncdError as error:
             return self._startup_failed(f"the database is not usable [{error.code}]: {error}", error.exit_code)
         except Exception as error:
@@ -434,9 +444,12 @@ class Daemon:
             self._refresh_counts(config)
 
     def _finished(self, result: RunResult, duration: float) -> None:
-        level = {"success": logging.INFO, "paused": logging.INFO, "partial": logging.WARNING}.get(
-            result.status, logging.ERROR
-        )
+        level = {
+            "success": logging.INFO,
+            "paused": logging.INFO,
+            "partial": logging.WARNING,
+            "incomplete": logging.WARNING,
+        }.get(result.status, logging.ERROR)
         run = f" (run {result.run_id})" if result.run_id is not None else ""
         log.log(
             level,
@@ -471,10 +484,12 @@ class Daemon:
         self.notifier.status(f"last cycle {now} {outcome}; next {_clock_text(self.next_cycle())}")
 
     def _refresh_counts(self, config: Config) -> None:
+        """What the store holds, and when any syncd sharing it last synced (a peer's cycle counts)."""
         try:
             self.metrics.record_counts(self.store.counts(config))
+            self.metrics.record_store_success(self.store.last_success(config))
         except Exception as error:
-            log.debug("cannot count the store's users and teams: %s", error)
+            log.debug("cannot read the store's counts: %s", error)
 
 
 def _duration_text(seconds: float) -> str:

@@ -27,9 +27,11 @@ one, so tests and embedders can hold several) and the little state the health ch
     the jitter), else ``503 {"status": "unhealthy", "reason": "..."}``.  Until the first cycle
     has finished the answer is ``503`` with the reason ``no cycle finished yet``: the daemon has
     not yet shown that it can sync.  Outcomes that count as success are ``success``,
-    ``partial`` (per-object problems are data problems, reported in the audit log),
-    ``paused`` (an operator's decision) and ``locked`` (another syncd, e.g. the other daemon of
-    a high-availability pair, was running the cycle).  ``refused`` and ``failed`` do not.
+    ``partial`` (per-object problems are data problems, reported in the audit log) and
+    ``paused`` (an operator's decision); so does a successful run of another process sharing the
+    store (the other daemon of a high-availability pair, or ``syncd sync``), read from the store
+    after each cycle.  ``incomplete`` (Graph could not be read in full), ``refused``, ``failed``
+    and ``locked`` do not: a lock that is never released shows as unhealthy.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("success", "partial", "refused", "paused", "failed", "locked")
-HEALTHY_STATUSES = frozenset({"success", "partial", "paused", "locked"})
+STATUSES = ("success", "partial", "incomplete", "refused", "paused", "failed", "locked")
+HEALTHY_STATUSES = frozenset({"success", "partial", "paused"})
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600)
 
 
@@ -171,6 +173,17 @@ class Metrics:
         self.cycle_errors.labels(code).inc()
         self.cycle_duration.observe(duration)
         self._finish(status, f"[{code}] {message}")
+
+    def record_store_success(self, finished_at: float | None) -> None:
+        """The newest successful run the store knows, whichever process ran it (the other daemon of a
+        high-availability pair, a `syncd sync` from cron): provisioning is healthy when anyone syncs."""
+        if finished_at is None:
+            return
+        with self._lock:
+            if self._last_success_at is not None and self._last_success_at >= finished_at:
+                return
+            self._last_success_at = finished_at
+        self.last_success.set(finished_at)
 
     def record_counts(self, counts: Mapping[str, int]) -> None:
         """What the store holds (``Store.counts()``)."""

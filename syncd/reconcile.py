@@ -38,7 +38,7 @@ class RunOptions:
 
 @dataclass(slots=True)
 class RunResult:
-    status: str  # success | partial | refused | paused | dry_run | failed
+    status: str  # success | partial | incomplete | refused | paused | dry_run | failed
     exit_code: ExitCode
     plan: Plan = field(default_factory=Plan)
     run_id: int | None = None
@@ -170,13 +170,30 @@ def run_once(config: Config, options: RunOptions, store: Any = None) -> RunResul
     result.duration = time.monotonic() - started
     result.graph_requests = stats.requests
     result.graph_throttled = stats.throttled
+    if result.run_id is not None and options.trigger != "daemon":  # the daemon logs its cycles itself
+        log.info(
+            "run %d %s in %.1fs: applied %d changes, %d errors",
+            result.run_id,
+            result.status,
+            result.duration,
+            result.applied,
+            len(result.plan.errors) + len(result.failed) + len(result.failures),
+            extra={
+                "run_id": result.run_id,
+                "status": result.status,
+                "counts": result.applied_counts,
+                "duration": round(result.duration, 3),
+            },
+        )
     return result
 
 
 def _verdict(plan: Plan, refusals: list[safety.Refusal]) -> tuple[str, ExitCode]:
     if refusals:
         return "refused", ExitCode.REFUSED
-    if plan.errors or not plan.complete:
+    if not plan.complete:
+        return "incomplete", ExitCode.PARTIAL
+    if plan.errors:
         return "partial", ExitCode.PARTIAL
     return "success", ExitCode.OK
 
@@ -208,6 +225,9 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
     except SyncdError as error:
         store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message=f"{error.code}: {error}")
         raise
+    except BaseException:
+        store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message="interrupted; nothing was applied")
+        raise
     failures = _failures(snapshot)
     for failure in snapshot.failures:
         log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
@@ -224,7 +244,7 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
         store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
         log.info("sync skipped: %s", message)
         return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
-    if options.progress is not None:
+    if options.progress is not None and plan.changes:
         options.progress("apply changes", 0, len(plan.changes))
     try:
         applied = apply_plan(store, plan, run_id)
@@ -243,14 +263,14 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
             message="interrupted; nothing of this run was applied",
         )
         raise
-    if options.progress is not None:
+    if options.progress is not None and plan.changes:
         options.progress("apply changes", len(plan.changes), len(plan.changes))
     failed_ids = {id(entry.change) for entry in applied.failed}
     for change in plan.changes:
         if id(change) not in failed_ids:
-            log.info(
-                "%s", describe(change), extra={"op": change.op, "entra_id": change.entra_id, "target": change.target}
-            )
+            fields = {name: [old, new] for name, old, new in change.fields}
+            extra = {"op": change.op, "entra_id": change.entra_id, "target": change.target, "fields": fields}
+            log.info("%s", describe(change), extra=extra)
     for entry in applied.failed:
         log.error("failed [%s] %s: %s", entry.code, describe(entry.change), entry.message)
     for problem in plan.errors:
@@ -259,7 +279,7 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
         log.warning("%s", describe_problem(problem, warning=True))
 
     status, code = _verdict(plan, [])
-    if applied.failed:
+    if applied.failed and status == "success":
         status, code = "partial", ExitCode.PARTIAL
     errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
     message = summary_line(plan)

@@ -252,3 +252,32 @@ def test_sync_group_on_demand_removes_members_and_deletes_an_unassigned_groups_t
     code, _, err = graphed("sync", "--group", name)
     assert code == 0, err
     assert group_id not in {t["entra_id"] for t in graphed.json("teams")}
+
+
+def test_sigterm_ends_a_one_shot_sync_like_ctrl_c_and_records_it(graphed):
+    import signal
+    import time
+
+    graphed.sim.delay(30, path_regex="appRoleAssignedTo", times=1)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(graphed.config), "sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    from syncd.store import Store
+
+    deadline = time.monotonic() + 20
+    with Store(f"sqlite:///{graphed.tmp_path / 'syncd.db'}") as store:
+        while time.monotonic() < deadline:  # the run is recorded before Graph is read
+            if store.schema_revision() and (store.last_run() or {}).get("status") == "running":
+                break
+            time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    last = graphed.json("history")[0]
+    assert last["status"] == "failed" and "interrupted" in last["message"]
+    assert graphed.json("users") == []

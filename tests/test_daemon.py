@@ -81,6 +81,9 @@ class FakeStore:
     def counts(self, config: Config) -> dict[str, int]:
         return {"active_users": 5, "inactive_users": 1, "teams": 2}
 
+    def last_success(self, config: Config) -> float | None:
+        return None
+
 
 class Running:
     """A daemon running in a background thread."""

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 
 from syncd.store.schema import sync_runs
 
-from .test_daemon_process import SLOW_APPLY_RUNNER, Setup, Syncd, free_port, wait_for
+from .test_daemon_process import SLOW_APPLY_RUNNER, Setup, Syncd, wait_for
 from .test_daemon_process import setup as setup  # the fixtures, re-exported for pytest
 from .test_daemon_process import url as url
 
@@ -56,11 +56,9 @@ def test_two_daemons_on_one_postgresql_store_never_run_a_cycle_at_once(
 ) -> None:
     setup.sim.delay(0.1, path_regex=".*")  # cycles longer than the interval, so the two daemons collide
     daemons: list[Syncd] = []
-    ports = []
     for name in ("a", "b"):
-        ports.append(free_port())
         setup.config = tmp_path / f"{name}.toml"
-        setup.write_config(store_url=postgres_url, interval_minutes=0.003, metrics_address=f"127.0.0.1:{ports[-1]}")
+        setup.write_config(store_url=postgres_url, interval_minutes=0.003)
         daemons.append(setup.start("run"))
     wait_for(lambda: sum(d.count("cycle success") for d in daemons) >= 6, timeout=60, what="six cycles")
     wait_for(lambda: sum(d.count("cycle failed [LOCKED]") for d in daemons) >= 1, timeout=60, what="a LOCKED skip")

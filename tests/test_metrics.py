@@ -190,15 +190,29 @@ def test_a_first_cycle_that_failed_is_unhealthy_with_its_reason(metrics: Metrics
     )
 
 
-@pytest.mark.parametrize("outcome", ["partial", "paused", "locked"])
-def test_partial_paused_and_locked_cycles_count_as_healthy(
-    metrics: Metrics, server: MetricsServer, outcome: str
-) -> None:
-    if outcome == "locked":
-        metrics.record_error("LOCKED", "another syncd run holds the lock", duration=0)
-    else:
-        metrics.record_result(RunResult(outcome, ExitCode.OK), duration=1)
+@pytest.mark.parametrize("outcome", ["partial", "paused"])
+def test_partial_and_paused_cycles_count_as_healthy(metrics: Metrics, server: MetricsServer, outcome: str) -> None:
+    metrics.record_result(RunResult(outcome, ExitCode.OK), duration=1)
     assert health(server)[0] == 200
+
+
+@pytest.mark.parametrize("outcome", ["incomplete", "refused"])
+def test_incomplete_and_refused_cycles_are_not_a_success(metrics: Metrics, server: MetricsServer, outcome: str) -> None:
+    metrics.record_result(RunResult(outcome, ExitCode.PARTIAL), duration=1)
+    assert health(server)[0] == 503
+
+
+def test_a_locked_cycle_is_healthy_only_while_the_store_shows_someone_syncing(
+    metrics: Metrics, server: MetricsServer, clock: Clock
+) -> None:
+    metrics.record_error("LOCKED", "another syncd run holds the lock", duration=0)
+    assert health(server)[0] == 503
+    metrics.record_store_success(clock.now - 60)
+    assert health(server)[0] == 200
+    clock.now += 3 * 2400
+    metrics.record_error("LOCKED", "another syncd run holds the lock", duration=0)
+    assert health(server)[0] == 503, "a lock that is never released is unhealthy"
+    assert samples(server)[("syncd_last_success_timestamp_seconds", ())] == clock.now - 3 * 2400 - 60
 
 
 def test_a_refused_cycle_is_not_a_success(metrics: Metrics, server: MetricsServer) -> None:

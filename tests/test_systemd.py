@@ -34,7 +34,7 @@ needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is n
 
 
 def service_docs() -> str:
-    """The service documentation, wherever it lives (docs/service.md or merged into the README)."""
+    """The service documentation in the README."""
     return "\n".join(path.read_text() for path in DOCS if path.exists())
 
 

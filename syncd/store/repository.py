@@ -27,7 +27,7 @@ from ..model import BUILTIN_USER_TYPES, StoreState, StoreTeam, StoreUser, is_cus
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
-from .schema import RUN_STATUSES, audit, sync_runs, sync_state, team_members, teams, users, utc_now
+from .schema import RUN_STATUSES, SUCCESS_STATUSES, audit, sync_runs, sync_state, team_members, teams, users, utc_now
 from .statements import upsert_state
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -292,6 +292,13 @@ class Store:
         with self._read() as connection:
             row = connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
         return None if row is None else self._run_dict(row)
+
+    def last_success_at(self) -> datetime | None:
+        """When the newest run that read all of Graph and applied its plan ended (any process's)."""
+        with self._read() as connection:
+            return connection.execute(
+                select(func.max(sync_runs.c.finished_at)).where(sync_runs.c.status.in_(SUCCESS_STATUSES))
+            ).scalar()
 
     def last_run(self) -> dict[str, Any] | None:
         """The newest run as in :meth:`runs`, or None before the first run."""

@@ -25,7 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-RUN_STATUSES = ("running", "success", "partial", "failed", "refused", "paused", "dry_run")
+RUN_STATUSES = ("running", "success", "partial", "incomplete", "failed", "refused", "paused", "dry_run")
+SUCCESS_STATUSES = ("success", "partial")
+"""Runs that read all of Graph and applied their plan (``partial``: some objects had errors)."""
 AUDIT_STATUSES = ("applied", "failed", "error", "warning")
 MEMBER_SOURCES = ("sync", "local")
 

@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("summary", sa.Text(), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
         sa.CheckConstraint(
-            "status IN ('running', 'success', 'partial', 'failed', 'refused', 'paused', 'dry_run')",
+            "status IN ('running', 'success', 'partial', 'incomplete', 'failed', 'refused', 'paused', 'dry_run')",
             name="ck_sync_runs_status",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_sync_runs"),
