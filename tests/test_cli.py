@@ -334,3 +334,19 @@ def test_every_command_has_help():
         result = subprocess.run([sys.executable, "-m", "syncd", *args, "--help"], capture_output=True, text=True)
         assert result.returncode == 0, args
         assert "Usage:" in result.stdout
+
+
+def test_quiet_sync_prints_nothing_when_all_went_well_but_still_reports_problems(syncd):
+    syncd.write(snapshot_doc())
+    code, out, err = syncd("-q", "sync", "--from-snapshot", str(syncd.snapshot))
+    assert (code, out) == (0, "")
+    assert "INFO" not in err and "create user" not in err  # warnings only (a name was normalised)
+    syncd.write(
+        snapshot_doc(
+            users=[{"id": ALICE, "userPrincipalName": None}],
+            groups=[],
+            assignments=[{"principalId": ALICE, "principalType": "User"}],
+        )
+    )
+    code, out, err = syncd("-q", "sync", "--from-snapshot", str(syncd.snapshot))
+    assert code == 3 and "USER_NO_EMAIL" in err
