@@ -366,15 +366,7 @@ class _Planner:
         for name, groups in sorted(names.items()):
             if len(groups) > 1:
                 for group in sorted(groups, key=lambda g: g.id):
-                    self.errors.append(
-                        Problem(
-                            "TEAM_NAME_CONFLICT",
-                            "group",
-                            group.id,
-                            name,
-                            f"{len(groups)} assigned groups are named {name!r}",
-                        )
-                    )
+                    self._team_conflict(group.id, name, f"{len(groups)} assigned groups are named {name!r}")
                 continue
             wanted[groups[0].id] = (groups[0], name)
 
@@ -400,27 +392,15 @@ class _Planner:
             managed_team = teams_by_entra.get(group_id)
             other = staying_names.get(name)
             if other is not None:
-                self.errors.append(
-                    Problem(
-                        "TEAM_NAME_CONFLICT",
-                        "group",
-                        group_id,
-                        name,
-                        f"team {name!r} is managed by group {other.entra_id}",
-                    )
-                )
+                self._team_conflict(group_id, name, f"team {name!r} is managed by group {other.entra_id}")
                 continue
             if managed_team is not None:
                 if managed_team.name != name and unmanaged_by_name.get(name):
-                    self.errors.append(
-                        Problem(
-                            "TEAM_NAME_CONFLICT",
-                            "group",
-                            group_id,
-                            name,
-                            f"group renamed to {name!r}, the name of a local team; its team keeps the name "
-                            f"{managed_team.name!r} until one of them is renamed",
-                        )
+                    self._team_conflict(
+                        group_id,
+                        name,
+                        f"group renamed to {name!r}, the name of a local team; its team keeps the name "
+                        f"{managed_team.name!r} until one of them is renamed",
                     )
                     continue
                 if managed_team.name != name:
@@ -430,11 +410,7 @@ class _Planner:
                 continue
             takeover = unmanaged_by_name.get(name, [])
             if len(takeover) > 1:
-                self.errors.append(
-                    Problem(
-                        "TEAM_NAME_CONFLICT", "group", group_id, name, f"{len(takeover)} local teams are named {name!r}"
-                    )
-                )
+                self._team_conflict(group_id, name, f"{len(takeover)} local teams are named {name!r}")
                 continue
             if takeover:
                 # a group named like a team no group manages takes that team over
@@ -445,6 +421,10 @@ class _Planner:
             creates.append(CreateTeam(group_id, name))
             self._plan_members(group, None, name)
         self.team_changes.extend(creates)
+
+    def _team_conflict(self, group_id: str, name: str, message: str) -> None:
+        """The group is skipped: its team (if any) stays exactly as it is."""
+        self.errors.append(Problem("TEAM_NAME_CONFLICT", "group", group_id, name, message))
 
     def _plan_members(self, group: SourceGroup, team: StoreTeam | None, name: str) -> None:
         """Members become exactly the group's members that are active in the store."""

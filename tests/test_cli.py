@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.cli import main
 from tests.builders import ADMIN, ROLES, uid
+from tests.cli_runner import CliRunner
 
 ALICE, BOB, CAROL = uid("alice"), uid("bob"), uid("carol")
 SALES = uid("group:Sales")
@@ -52,7 +52,7 @@ def snapshot_doc(*, users=None, groups=None, assignments=None, **extra):
     }
 
 
-class Syncd:
+class Syncd(CliRunner):
     """Runs the CLI in-process against one config file and database."""
 
     def __init__(self, folder: Path, capsys, monkeypatch, store_url: str | None = None) -> None:
@@ -67,17 +67,6 @@ class Syncd:
     def write(self, doc: dict) -> Path:
         self.snapshot.write_text(json.dumps(doc))
         return self.snapshot
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exited:
-            main(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return exited.value.code, out, err
-
-    def json(self, *args: str):
-        code, out, err = self(*args, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture

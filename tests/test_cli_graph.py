@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from syncd.cli import main
 from syncd.simulator import Simulator, Tenant, generate_tenant
+from tests.cli_runner import CliRunner
 
 TOKEN = "cli-test-token-0123456789"
 
 
-class Graphed:
+class Graphed(CliRunner):
     def __init__(self, tmp_path, capsys, tenant: Tenant, simulator: Simulator) -> None:
         self.tmp_path = tmp_path
         self.capsys = capsys
@@ -32,17 +31,6 @@ class Graphed:
             f'base_url = "{self.sim.base_url}"\nservice_principal_id = "{self.tenant.service_principal_id}"\n'
             f"max_retries = 1\n{extra}"
         )
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exited:
-            main(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return exited.value.code, out, err
-
-    def json(self, *args: str):
-        code, out, err = self(*args, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture
