@@ -127,6 +127,7 @@ class _Planner:
         self.frozen_user_ids: set[int] = set()
         self.deactivated_ids: set[int] = set()
         self.type_cache: dict[frozenset[str], tuple[str, str | None]] = {}
+        self.planned_teams: set[int] = set()  # local ids of teams whose members were planned
         self.adopted: dict[int, str] = {}  # local user id -> the Entra id adopting it
         # warnings are reported only with the change that acts on them
         self.name_warnings: dict[str, Problem] = {}
@@ -191,7 +192,8 @@ class _Planner:
                 "user",
                 source.id,
                 email,
-                f"app role {unknown_role!r} maps to no user type; using {self.policy.default_user_type!r}",
+                f"app role {unknown_role!r} maps to no user type and is ignored (a user with no other role "
+                f"gets {self.policy.default_user_type!r})",
             )
         name = user_name(source, email)
         if source.display_name is not None and name != " ".join(
@@ -213,8 +215,8 @@ class _Planner:
                 if user_type is None:
                     role = next((r for r in self.snapshot.app_roles if r.id == role_id), None)
                     unknown = (role.display_name or role.value or role.id) if role else role_id
-                    user_type = self.policy.default_user_type
-                candidates.append(user_type)
+                else:
+                    candidates.append(user_type)  # an unknown role never outranks a known one
             cached = self.type_cache[role_ids] = (choose_user_type(candidates, self.policy), unknown)
         return cached
 
@@ -278,6 +280,10 @@ class _Planner:
         account with its email."""
         if holder.entra_id is None or holder.entra_id in kept:
             return False
+        if holder.entra_id in self.snapshot.deleted_user_ids:
+            return True
+        if holder.entra_id in self.source_users:
+            return False  # Graph still has the account (restored, or merely out of scope)
         if not holder.active:
             return holder.inactive_reason == "deleted"
         return self._inactive_reason(holder.entra_id) == "deleted"
@@ -382,10 +388,16 @@ class _Planner:
             self.team_changes.append(DeleteTeam(team.id, team.entra_id, team.name, members))
             leaving.add(team.id)
 
+        # a group renamed to a local team's name keeps its team under the old name (a conflict)
+        blocked = {
+            group_id
+            for group_id, (_group, name) in wanted.items()
+            if group_id in teams_by_entra and teams_by_entra[group_id].name != name and unmanaged_by_name.get(name)
+        }
         staying_names = {
             team.name: team
             for team in teams_by_entra.values()
-            if team.id not in leaving and team.entra_id not in wanted
+            if team.id not in leaving and (team.entra_id not in wanted or team.entra_id in blocked)
         }
         creates: list[Change] = []
         for group_id, (group, name) in sorted(wanted.items(), key=lambda item: (item[1][1], item[0])):
@@ -395,7 +407,7 @@ class _Planner:
                 self._team_conflict(group_id, name, f"team {name!r} is managed by group {other.entra_id}")
                 continue
             if managed_team is not None:
-                if managed_team.name != name and unmanaged_by_name.get(name):
+                if group_id in blocked:
                     self._team_conflict(
                         group_id,
                         name,
@@ -412,6 +424,8 @@ class _Planner:
             if len(takeover) > 1:
                 self._team_conflict(group_id, name, f"{len(takeover)} local teams are named {name!r}")
                 continue
+            if takeover and group.member_ids is None:
+                continue  # taken over once its members can be read, since they replace the team's
             if takeover:
                 # a group named like a team no group manages takes that team over
                 self.team_changes.append(ReplaceTeam(takeover[0].id, group_id, name))
@@ -422,12 +436,25 @@ class _Planner:
             self._plan_members(group, None, name)
         self.team_changes.extend(creates)
 
+    def plan_leavers(self) -> None:
+        """Users deactivated now leave the managed teams this plan did not otherwise look at (teams of
+        groups with a conflict or outside a partial snapshot): their members must be active."""
+        deleted = {c.team_id for c in self.team_changes if isinstance(c, DeleteTeam)}
+        for team in sorted(self.state.teams, key=lambda t: (t.name, t.id)):
+            if team.entra_id is None or team.id in deleted or team.id in self.planned_teams:
+                continue
+            for user_id in sorted(team.member_ids & self.deactivated_ids):
+                email = self.users_by_id[user_id].email
+                self.member_changes.append(RemoveMember(team.id, team.entra_id, team.name, user_id, email))
+
     def _team_conflict(self, group_id: str, name: str, message: str) -> None:
         """The group is skipped: its team (if any) stays exactly as it is."""
         self.errors.append(Problem("TEAM_NAME_CONFLICT", "group", group_id, name, message))
 
     def _plan_members(self, group: SourceGroup, team: StoreTeam | None, name: str) -> None:
         """Members become exactly the group's members that are active in the store."""
+        if team is not None:
+            self.planned_teams.add(team.id)
         if group.member_ids is None:
             return  # the member list could not be read: leave the team as it is
         target: dict[str, str] = {}  # entra id -> email after the plan
@@ -461,6 +488,7 @@ class _Planner:
         self.plan_users(scope)
         self.deactivated_ids = {c.user_id for c in self.user_changes if isinstance(c, DeactivateUser)}
         self.plan_teams(scope)
+        self.plan_leavers()
         changes = self.user_changes + self.team_changes + self.member_changes
         order = {op: index for index, op in enumerate(OPS)}
         ordered = sorted(enumerate(changes), key=lambda item: (order[item[1].op], item[0]))

@@ -96,14 +96,20 @@ def departures_to_explain(snapshot: Snapshot, state: StoreState, plan: Plan) -> 
 
     In a complete snapshot: those about to be deactivated as unassigned, to tell disabled and
     deleted apart.  In an incomplete one: every active provisioned user it does not mention, since
-    only Graph's positive answer (404, or accountEnabled false) may deactivate them then.
+    only Graph's positive answer (404, or accountEnabled false) may deactivate them then.  In both:
+    the holder of an email a new account claims, since a deleted holder's row goes to the newcomer.
     """
     if snapshot.scope != "assigned" or snapshot.partial:
         return []
-    if snapshot.complete:
-        return [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
     seen = {user.id for user in snapshot.users} | snapshot.deleted_user_ids
-    return sorted(u.entra_id for u in state.users if u.entra_id and u.active and u.entra_id not in seen)
+    # the holder of an email someone new claims: if its account is deleted, the newcomer takes the row
+    claimed = {problem.target for problem in plan.errors if problem.code == "USER_EMAIL_CONFLICT"}
+    holders = [u.entra_id for u in state.users if u.entra_id and u.email in claimed and u.entra_id not in seen]
+    if snapshot.complete:
+        leaving = [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
+    else:
+        leaving = [u.entra_id for u in state.users if u.entra_id and u.active and u.entra_id not in seen]
+    return sorted(set(leaving) | set(holders))
 
 
 def explain_departures(config: Config, snapshot: Snapshot, user_ids: list[str]) -> Snapshot:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .model import BUILTIN_USER_TYPES, DEFAULT_ACCESS_ROLE_ID, Policy, Snapshot, is_custom_role_id
+from .model import BUILTIN_USER_TYPES, DEFAULT_ACCESS_ROLE_ID, DEFAULT_PRECEDENCE, Policy, Snapshot, is_custom_role_id
 
 
 def role_user_types(snapshot: Snapshot, policy: Policy) -> dict[str, str | None]:
@@ -34,7 +34,9 @@ def choose_user_type(candidates: Iterable[str], policy: Policy) -> str:
     pool = set(candidates)
     if not pool:
         return policy.default_user_type
-    for rank in policy.precedence:
+    # types the configured list leaves out still rank after it, in the default order
+    ranks = [*policy.precedence, *(rank for rank in DEFAULT_PRECEDENCE if rank not in policy.precedence)]
+    for rank in ranks:
         if rank == "custom":
             custom = sorted((t for t in pool if is_custom_role_id(t)), key=lambda t: (int(t), t))
             if custom:

@@ -503,3 +503,71 @@ def test_incomplete_snapshot_does_not_change_user_types():
         state([stored], [stored_team(2, "Admins", [1], entra_id=unread.id)]),
     )
     assert plan.changes == (UpdateUser(1, alice.id, "alice@contoso.com", (("title", "Engineer", "Lead"),)),)
+
+
+def test_a_row_whose_old_account_graph_still_has_is_not_taken_over():
+    old_alice = user("old-alice", user_principal_name="loc@contoso.com")
+    old = stored_user(1, "alice@contoso.com", source=old_alice, active=False, inactive_reason="deleted")
+    plan = diff(snapshot(users=[alice, old_alice], assignments=[assigned(alice)]), state([old]))
+    assert not [c for c in plan.changes if isinstance(c, AdoptUser)]
+    assert [e.code for e in plan.errors] == ["USER_EMAIL_CONFLICT"]
+
+
+def test_a_disabled_row_whose_account_graph_now_says_is_deleted_is_taken_over():
+    old_id = user("old-alice").id
+    old = stored_user(
+        1,
+        "alice@contoso.com",
+        source=user("old-alice"),
+        name="Alice",
+        title="Engineer",
+        active=False,
+        inactive_reason="disabled",
+    )
+    plan = diff(snapshot(users=[alice], assignments=[assigned(alice)], deleted=[old_id]), state([old]))
+    assert plan.changes[:2] == (
+        AdoptUser(1, alice.id, "alice@contoso.com", old_id),
+        ReactivateUser(1, alice.id, "alice@contoso.com"),
+    )
+
+
+def test_a_blocked_rename_keeps_the_old_name_taken():
+    renamed, newcomer = group("Book club", [], id="g-b"), group("Sales", [], id="g-c")
+    teams = [stored_team(1, "Sales", entra_id="g-b"), stored_team(2, "Book club")]
+    plan = diff(
+        snapshot(groups=[renamed, newcomer], assignments=[assigned(renamed), assigned(newcomer)]), state(teams=teams)
+    )
+    assert plan.changes == ()
+    assert sorted(e.entra_id for e in plan.errors) == ["g-b", "g-c"]
+
+
+def test_a_user_deactivated_on_demand_leaves_every_managed_team_but_not_local_ones():
+    stored = stored_user(1, "alice@contoso.com", source=alice)
+    teams = [stored_team(2, "Sales", [1], entra_id=group("Sales").id), stored_team(3, "Book club", [1])]
+    plan = diff(snapshot(users=[alice], partial=True, subjects=frozenset({alice.id})), state([stored], teams))
+    assert plan.changes == (
+        DeactivateUser(1, alice.id, "alice@contoso.com", "unassigned"),
+        RemoveMember(2, group("Sales").id, "Sales", 1, "alice@contoso.com"),
+    )
+
+
+def test_a_type_left_out_of_precedence_still_beats_the_default():
+    policy = Policy(precedence=("admin", "member"), default_user_type="member")
+    plan = diff(snapshot(users=[alice], assignments=[assigned(alice, VIEWER)]), state(), policy)
+    assert plan.changes[0].user_type == "viewer"
+
+
+def test_an_unknown_role_never_outranks_a_known_one():
+    plan = diff(snapshot(users=[alice], assignments=[assigned(alice, VIEWER), assigned(alice, BILLING)]), state())
+    assert plan.changes[0].user_type == "viewer"
+    assert [w.code for w in plan.warnings] == ["ROLE_UNKNOWN"]
+
+
+def test_a_takeover_waits_until_the_groups_members_can_be_read():
+    sales = group("Sales", None)
+    failure = FetchFailure("GRAPH_UNAVAILABLE", "503", f"/groups/{sales.id}/members")
+    plan = diff(
+        snapshot(groups=[sales], assignments=[assigned(sales)], failures=[failure]),
+        state(teams=[stored_team(5, "Sales")]),
+    )
+    assert plan.changes == ()
