@@ -438,12 +438,21 @@ class _Planner:
 
     def plan_leavers(self) -> None:
         """Users deactivated now leave the managed teams this plan did not otherwise look at (teams of
-        groups with a conflict or outside a partial snapshot): their members must be active."""
+        groups with a conflict or outside a partial snapshot): their members must be active.
+
+        So does the user an on-demand snapshot was taken for: it holds every assigned group the user
+        belongs to, so a managed team whose group it lacks is one the user has left.
+        """
         deleted = {c.team_id for c in self.team_changes if isinstance(c, DeleteTeam)}
+        leaving = set(self.deactivated_ids)
+        if self.snapshot.partial and self.snapshot.complete:
+            known = self.source_users.keys() | self.snapshot.deleted_user_ids
+            subjects = self.snapshot.subjects & known
+            leaving |= {u.id for u in self.state.users if u.entra_id in subjects and u.id not in self.frozen_user_ids}
         for team in sorted(self.state.teams, key=lambda t: (t.name, t.id)):
             if team.entra_id is None or team.id in deleted or team.id in self.planned_teams:
                 continue
-            for user_id in sorted(team.member_ids & self.deactivated_ids):
+            for user_id in sorted(team.member_ids & leaving):
                 email = self.users_by_id[user_id].email
                 self.member_changes.append(RemoveMember(team.id, team.entra_id, team.name, user_id, email))
 

@@ -571,3 +571,14 @@ def test_a_takeover_waits_until_the_groups_members_can_be_read():
         state(teams=[stored_team(5, "Sales")]),
     )
     assert plan.changes == ()
+
+
+def test_a_user_synced_on_demand_leaves_the_team_of_a_group_it_left():
+    sales = group("Sales", [])
+    stored = stored_user(1, "alice@contoso.com", source=alice, name="Alice", title="Engineer")
+    team = stored_team(2, "Sales", [1], entra_id=sales.id)
+    plan = diff(
+        snapshot(users=[alice], assignments=[assigned(alice)], partial=True, subjects=frozenset({alice.id})),
+        state([stored], [team]),
+    )
+    assert plan.changes == (RemoveMember(2, sales.id, "Sales", 1, "alice@contoso.com"),)
