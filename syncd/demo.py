@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,14 @@ def _plan_then_sync(config: Config, store: Any, simulator: Any, echo: Echo, what
     _show_directory(store, echo)
 
 
+def _command() -> str:
+    """How this syncd was started, so the hint can be pasted as it is."""
+    started_as = sys.argv[0] if sys.argv else ""
+    if started_as.endswith("__main__.py") or not started_as:
+        return f"{sys.executable} -m syncd"
+    return started_as
+
+
 def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
     from .simulator import Simulator, generate_tenant
     from .simulator.demo_changes import apply_demo_changes
@@ -85,7 +94,7 @@ def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
             for line in apply_demo_changes(tenant):
                 echo(f"  {line}")
             _plan_then_sync(config, store, simulator, echo, "what changed in Entra")
-            echo(f"\nThe demo's files are in {folder}; try: syncd --config {folder / 'config.toml'} history")
+            echo(f"\nThe demo's files are in {folder}; try: {_command()} --config {folder / 'config.toml'} history")
             echo("(the simulator has stopped, so commands that read Graph will not reach it).")
         finally:
             store.close()
