@@ -240,6 +240,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(
             executors={CYCLE_JOB: ThreadPoolExecutor(1), "default": ThreadPoolExecutor(1)},
             timezone=UTC,
+            logger=_quiet_overruns(logging.getLogger("apscheduler.scheduler")),
         )
         self.scheduler.add_job(
             self._run_cycle,
@@ -490,6 +491,23 @@ class Daemon:
             self.metrics.record_store_success(self.store.last_success(config))
         except Exception as error:
             log.debug("cannot read the store's counts: %s", error)
+
+
+class _OverrunFilter(logging.Filter):
+    """A cycle that outlasts its interval is expected (one at a time, missed ticks coalesced):
+    APScheduler's warning about the skipped tick becomes a debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("syncd").isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_overruns(logger: logging.Logger) -> logging.Logger:
+    if not any(isinstance(f, _OverrunFilter) for f in logger.filters):
+        logger.addFilter(_OverrunFilter())
+    return logger
 
 
 def _duration_text(seconds: float) -> str:

@@ -497,3 +497,24 @@ def test_a_reloaded_configuration_must_still_name_the_application(tmp_path: Path
     config.write_text("[daemon]\ninterval_minutes = 5\n")
     with pytest.raises(ConfigError, match=r"graph: no \[graph\] section"):
         load_for_daemon(str(config))
+
+
+def test_a_skipped_tick_of_an_overrunning_cycle_is_not_a_warning() -> None:
+    from syncd.daemon import _OverrunFilter
+
+    overrun = logging.LogRecord(
+        "apscheduler.scheduler",
+        logging.WARNING,
+        __file__,
+        1,
+        'Execution of job "sync cycle" skipped: maximum number of running instances reached (1)',
+        None,
+        None,
+    )
+    other = logging.LogRecord(
+        "apscheduler.scheduler", logging.WARNING, __file__, 1, "Run time of job was missed", None, None
+    )
+    overrun_filter = _OverrunFilter()
+    overrun_filter.filter(overrun)
+    assert overrun.levelno == logging.DEBUG
+    assert overrun_filter.filter(other) and other.levelno == logging.WARNING
