@@ -255,7 +255,8 @@ def test_stop_lets_the_cycle_in_flight_finish(start: Callable[..., Running]) -> 
     assert finished.is_set()
 
 
-def test_a_cycle_still_running_at_the_stop_timeout_is_interrupted(start: Callable[..., Running]) -> None:
+def endless_cycle() -> tuple[threading.Event, threading.Event, Callable[[Config], RunResult]]:
+    """A cycle that never ends by itself: (entered, interrupted, cycle)."""
     entered = threading.Event()
     interrupted = threading.Event()
 
@@ -267,6 +268,12 @@ def test_a_cycle_still_running_at_the_stop_timeout_is_interrupted(start: Callabl
         except KeyboardInterrupt:
             interrupted.set()
             raise
+
+    return entered, interrupted, endless
+
+
+def test_a_cycle_still_running_at_the_stop_timeout_is_interrupted(start: Callable[..., Running]) -> None:
+    entered, interrupted, endless = endless_cycle()
 
     running = start(make_config(stop_timeout_seconds=0.8), cycle=FakeCycle(endless))
     assert entered.wait(5)
@@ -276,17 +283,7 @@ def test_a_cycle_still_running_at_the_stop_timeout_is_interrupted(start: Callabl
 
 
 def test_a_second_stop_request_interrupts_at_once(start: Callable[..., Running]) -> None:
-    entered = threading.Event()
-    interrupted = threading.Event()
-
-    def endless(config: Config) -> RunResult:
-        entered.set()
-        try:
-            while True:
-                time.sleep(0.01)
-        except KeyboardInterrupt:
-            interrupted.set()
-            raise
+    entered, interrupted, endless = endless_cycle()
 
     running = start(make_config(stop_timeout_seconds=60), cycle=FakeCycle(endless))
     assert entered.wait(5)
