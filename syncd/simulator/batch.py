@@ -1,11 +1,15 @@
 """JSON batching: ``POST /v1.0/$batch`` with up to 20 requests.
 
 Each item names an ``id``, a ``method`` and a ``url`` relative to the version (with or without a
-leading ``/``), optionally ``headers`` and ``dependsOn``.  Graph runs every item as if it had been
-sent on its own with the batch's credentials, so items succeed or fail independently; the answer
-is ``{"responses": [{"id", "status", "headers", "body"}, ...]}`` in no particular order.  An item
-whose dependency failed is answered 424.  A batch with more than 20 items, duplicate ids or a
-malformed item is refused as a whole with 400.
+leading ``/``), optionally ``headers``, a ``body`` (a JSON value, passed on to the route as the
+body of a request sent alone; JSON batching: "When a body is included with the request, the
+headers object must contain a value for Content-Type") and ``dependsOn``.  Graph runs every item
+as if it had been sent on its own with the batch's credentials, so items succeed or fail
+independently, each with its own status and headers (a throttled item carries its own
+``Retry-After``); the answer is ``{"responses": [{"id", "status", "headers", "body"}, ...]}`` in
+no particular order.  An item whose dependency failed is answered 424.  A batch with more than 20
+items, duplicate ids, a malformed item or a body without a Content-Type is refused as a whole
+with 400.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from syncd.simulator.responses import GraphError, Response, bad_request
 MAX_REQUESTS = 20
 _ITEM_HEADERS = ("Content-Type", "OData-Version", "Cache-Control", "Location", "Retry-After", "WWW-Authenticate")
 
-Dispatch = Callable[[str, str, dict[str, str]], Response]
-"""Serves one request: (method, target such as ``/v1.0/users/{id}``, lower-cased headers)."""
+Dispatch = Callable[[str, str, dict[str, str], bytes], Response]
+"""Serves one request: (method, target such as ``/v1.0/users/{id}``, lower-cased headers, body)."""
 
 
 def _invalid(message: str) -> GraphError:
@@ -54,8 +58,23 @@ def _items(raw_body: bytes) -> list[dict[str, Any]]:
         for dependency in item.get("dependsOn") or ():
             if dependency not in seen:
                 raise _invalid(f"Request '{item_id}' depends on '{dependency}', which does not precede it.")
+        headers = item.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise _invalid(f"Invalid batch payload format: the headers of request '{item_id}' must be an object.")
+        if item.get("body") is not None and not any(str(name).lower() == "content-type" for name in headers):
+            raise _invalid(f"Write request id : {item_id} does not contain Content-Type header or body.")
         seen.add(item_id)
     return requests
+
+
+def _body(item: dict[str, Any]) -> bytes:
+    """An item's body as the bytes a request sent alone would carry (a string is sent as it is)."""
+    body = item.get("body")
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()
 
 
 def serve_batch(raw_body: bytes, headers: dict[str, str], dispatch: Dispatch) -> Response:
@@ -74,7 +93,7 @@ def serve_batch(raw_body: bytes, headers: dict[str, str], dispatch: Dispatch) ->
         else:
             item_headers = {**headers, **{str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}}
             target = "/v1.0/" + item["url"].lstrip("/")
-            response = dispatch(item["method"].upper(), target, item_headers)
+            response = dispatch(item["method"].upper(), target, item_headers, _body(item))
         statuses[item_id] = response.status
         responses.append(
             {

@@ -1,8 +1,9 @@
 """The control API under ``/_sim/``: lets another process change the tenant and read the counters.
 
-No token is needed (the server listens on loopback).  Bodies are JSON; user and group fields use
-Graph's property names; fault options use the keyword names of :class:`Simulator` methods
-(``path_regex``, ``retry_after``; ``pathRegex`` and ``retryAfter`` are accepted too).
+No token is needed (the server listens on loopback).  Bodies are JSON; user, group, device and
+contact fields use Graph's property names; fault options use the keyword names of
+:class:`Simulator` methods (``path_regex``, ``retry_after``; ``pathRegex`` and ``retryAfter`` are
+accepted too).
 
 ======  ==================================  ==============================================
 GET     /_sim/tenant                        ids, app roles and object counts
@@ -16,11 +17,15 @@ PATCH   /_sim/groups/{id}                   change properties (e.g. rename)
 DELETE  /_sim/groups/{id}                   delete
 POST    /_sim/groups/{id}/members           add ``{"id": memberId}``
 DELETE  /_sim/groups/{id}/members/{mid}     remove
+POST    /_sim/devices                       create ``{"displayName", "operatingSystem", ...}``
+POST    /_sim/contacts                      create ``{"displayName", "mail", ...}``
 POST    /_sim/assign                        ``{"principalId", "appRoleId"}`` (role optional)
 POST    /_sim/unassign                      ``{"principalId", "appRoleId"}`` (role optional)
 POST    /_sim/appRoles                      ``{"displayName", "value"}``
 GET     /_sim/permissions                   granted application permissions
 PUT     /_sim/permissions                   ``{"permissions": [...]}``
+GET     /_sim/lag                           the replication lag
+PUT     /_sim/lag                           ``{"seconds": s}``: new objects are a 404 by id for s
 GET     /_sim/faults                        active faults
 POST    /_sim/faults                        ``{"kind": "fail" | "throttle" | "delay", ...}``
 DELETE  /_sim/faults                        clear all faults
@@ -102,6 +107,17 @@ def _dispatch(sim: Simulator, method: str, path: str, payload: dict[str, Any]) -
         case ("DELETE", "groups", group_id, "members", member_id):
             tenant.remove_member(group_id, member_id)
             return _ok(204)
+        case ("POST", "devices"):
+            name = payload.pop("displayName")
+            operating_system = payload.pop("operatingSystem", "Windows")
+            object_id = tenant.add_device(
+                name, operating_system=operating_system, id=payload.pop("id", None), **payload
+            )
+            return _ok(201, dict(tenant.get(object_id).props))
+        case ("POST", "contacts"):
+            name = payload.pop("displayName")
+            object_id = tenant.add_contact(name, payload.pop("mail", None), id=payload.pop("id", None), **payload)
+            return _ok(201, dict(tenant.get(object_id).props))
         case ("POST", "assign"):
             role_id = payload.get("appRoleId") or DEFAULT_ACCESS_ROLE_ID
             return _ok(201, {"id": tenant.assign(payload["principalId"], role_id)})
@@ -120,6 +136,11 @@ def _dispatch(sim: Simulator, method: str, path: str, payload: dict[str, Any]) -
         case ("PUT", "permissions"):
             tenant.set_permissions(payload["permissions"])
             return _ok(200, {"permissions": sorted(tenant.permissions)})
+        case ("GET", "lag"):
+            return _ok(200, {"seconds": tenant.lag})
+        case ("PUT", "lag"):
+            tenant.set_lag(float(payload["seconds"]))
+            return _ok(200, {"seconds": tenant.lag})
         case ("GET", "faults"):
             return _ok(200, sim.active_faults())
         case ("POST", "faults"):
@@ -155,6 +176,9 @@ def _summary(sim: Simulator) -> dict[str, Any]:
             "appRoles": tenant.app_roles(),
             "users": len(tenant.users),
             "groups": len(tenant.groups),
+            "devices": len(tenant.devices),
+            "contacts": len(tenant.contacts),
             "assignments": len(tenant.assignments_to(tenant.service_principal_id)),
             "permissions": sorted(tenant.permissions),
+            "lagSeconds": tenant.lag,
         }

@@ -12,7 +12,11 @@
   in about one of them (some in two), and ``nested_groups`` subgroups nested inside them;
 * ``direct_assignments`` users assigned directly with varied roles, half of them in no group;
 * out of scope: a few users assigned nowhere, two groups that are not assigned, and one
-  assignment to a service principal, which a client syncing users and groups must ignore.
+  assignment to a service principal, which a client syncing users and groups must ignore;
+* members that are not users, which a client must skip, in assigned groups picked from the seed:
+  a device, an organizational contact, that service principal, and a nested group holding only
+  a second device.  They are added last, so the users, their memberships and the assignments are
+  the same as without them.
 """
 
 from __future__ import annotations
@@ -214,4 +218,17 @@ def generate_tenant(
         tenant.add_group("Former Employees", members=out_of_scope)
     automation = tenant.add_service_principal("Contoso Automation")
     tenant.assign(automation, roles["admin"])
+    if group_ids:
+        _add_members_that_are_not_users(tenant, rng, group_ids, automation)
     return tenant
+
+
+def _add_members_that_are_not_users(
+    tenant: Tenant, rng: random.Random, group_ids: list[str], service_principal_id: str
+) -> None:
+    laptop = tenant.add_device(f"CONTOSO-LT-{rng.randrange(10_000):04d}", operating_system="Windows")
+    contact = tenant.add_contact("Fabrikam Support", mail="support@fabrikam.com", companyName="Fabrikam")
+    display = tenant.add_device("ROOM-DISPLAY-01", operating_system="Android")
+    equipment = tenant.add_group("Meeting Room Equipment", members=[display])
+    for member_id in (laptop, contact, service_principal_id, equipment):
+        tenant.add_member(rng.choice(group_ids), member_id)

@@ -1,7 +1,8 @@
 """The records a :class:`~syncd.simulator.tenant.Tenant` holds, and how new objects look in Graph.
 
-A user, group or service principal is a :class:`DirectoryObject`: its Graph properties by their
-Graph names plus, for a group, its member ids.  An :class:`Assignment` is one appRoleAssignment.
+A user, group, service principal, device or organizational contact is a :class:`DirectoryObject`:
+its Graph properties by their Graph names, when it was created and the replication lag then in
+force, plus, for a group, its member ids.  An :class:`Assignment` is one appRoleAssignment.
 The ``new_*`` functions give the properties Entra fills in when an object is created; Graph
 returns ``null`` (or ``[]``) for every property an object does not hold.
 """
@@ -9,6 +10,7 @@ returns ``null`` (or ``[]``) for every property an object does not hold.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,13 +40,17 @@ class NotFoundError(KeyError):
 
 @dataclass(slots=True, eq=False)
 class DirectoryObject:
-    """A user, group or service principal: its Graph properties and, for groups, its members."""
+    """A directory object: its Graph properties and, for groups, its members."""
 
     resource: ResourceType
     seq: int
     props: dict[str, Any]
     members: dict[str, None] | None = None
     """Direct member ids of a group, in the order they were added."""
+    created_at: float = 0.0
+    """When it was created, on the tenant's monotonic clock."""
+    replication_lag: float = 0.0
+    """The tenant's replication lag when it was created: how long a read by id misses it."""
 
     @property
     def id(self) -> str:
@@ -76,6 +82,14 @@ def camel_case(name: str) -> str:
     """``job_title`` -> ``jobTitle``; Graph names pass through unchanged."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def is_guid(value: object) -> bool:
+    """Whether ``value`` is a GUID written as Graph writes them (``8-4-4-4-12`` hex digits)."""
+    return isinstance(value, str) and _GUID.match(value) is not None
 
 
 def canonical_guid(value: str) -> str:
@@ -161,6 +175,33 @@ def new_group(object_id: str, display_name: str, created: str) -> dict[str, Any]
         "mailNickname": nickname or object_id[:8],
         "securityEnabled": True,
         "securityIdentifier": f"S-1-12-1-{uuid.UUID(object_id).int % 4294967296}",
+    }
+
+
+def new_device(
+    object_id: str, device_id: str, display_name: str, operating_system: str | None, created: str
+) -> dict[str, Any]:
+    """A device registered in Entra (joined, as a company laptop is)."""
+    return {
+        "id": object_id,
+        "accountEnabled": True,
+        "deviceId": device_id,
+        "displayName": display_name,
+        "operatingSystem": operating_system,
+        "registrationDateTime": created,
+        "trustType": "AzureAd",
+    }
+
+
+def new_contact(object_id: str, display_name: str, mail: str | None) -> dict[str, Any]:
+    """An organizational contact: someone outside the tenant listed in its address book."""
+    nickname = "".join(char for char in display_name if char.isascii() and char.isalnum())
+    return {
+        "id": object_id,
+        "displayName": display_name,
+        "mail": mail,
+        "mailNickname": nickname or object_id[:8],
+        "proxyAddresses": [f"SMTP:{mail}"] if mail else [],
     }
 
 

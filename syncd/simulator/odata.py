@@ -1,7 +1,8 @@
 """The OData query options Graph honours on directory collections.
 
 * ``$select``: comma-separated property names (matched case-insensitively); an unknown name is a
-  400.  Selected properties are returned in the order they were named.
+  400.  Selected properties are returned in the order they were named.  On a directoryObject
+  collection a name is looked up on every type the collection can hold.
 * ``$top``: page size, 1 to 999 (Graph answers 400 outside that range); the default is 100.
 * ``$skiptoken``: the opaque cursor of an ``@odata.nextLink``.
 * ``$filter``: ``eq``, ``ne``, ``gt``, ``ge``, ``lt``, ``le``, ``in``, ``startswith``, ``endswith``,
@@ -9,6 +10,13 @@
   String comparisons ignore case, as in the directory.  ``ne``, ``not`` and ``endswith`` are
   *advanced queries*: Graph answers them only with ``ConsistencyLevel: eventual`` and
   ``$count=true``.
+* ``$count=true`` on a collection of directory objects is itself an advanced query: without
+  ``ConsistencyLevel: eventual`` it is a 400 (with it, the body carries ``@odata.count``).
+* On the membership navigations (``members``, ``transitiveMembers``, ``memberOf``,
+  ``transitiveMemberOf``) an OData cast segment or any ``$filter`` needs both the header and
+  ``$count=true`` (group-list-members, group-list-transitivemembers, user-list-memberof,
+  user-list-transitivememberof: "This header and $count are required when using the $search,
+  $filter, $orderby, or OData cast query parameters").
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from syncd.simulator.request import GraphRequest
 from syncd.simulator.responses import GraphError, bad_request, unsupported_query
 from syncd.simulator.schema import ResourceType
 
@@ -54,7 +63,10 @@ def page_size(query: dict[str, str]) -> int:
 
 
 def parse_select(query: dict[str, str], types: Sequence[ResourceType]) -> list[str] | None:
-    """The canonical names of the selected properties, or None without ``$select``."""
+    """The canonical names of the selected properties, or None without ``$select``.
+
+    With several ``types`` (a directoryObject collection) a name may belong to any of them.
+    """
     raw = query.get("$select")
     if raw is None:
         return None
@@ -74,7 +86,8 @@ def _resolve(name: str, types: Sequence[ResourceType]) -> str:
         canonical = resource.canonical(name)
         if canonical is not None:
             return canonical
-    raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.{types[0].name}'.")
+    type_name = types[0].name if len(types) == 1 else "directoryObject"
+    raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.{type_name}'.")
 
 
 # ---------------------------------------------------------------------- paging
@@ -299,15 +312,39 @@ def parse_filter(text: str, types: Sequence[ResourceType]) -> Filter:
     return _Parser(text, types).parse()
 
 
-def require_advanced_query(filter_: Filter, query: dict[str, str], headers: dict[str, str]) -> None:
+_TRY_ADVANCED = "Try adding $count with a value of true and the ConsistencyLevel header with a value of eventual."
+
+
+def require_advanced_query(filter_: Filter, request: GraphRequest) -> None:
     """Graph refuses advanced-query operators without ``ConsistencyLevel: eventual`` and ``$count``."""
-    if filter_.advanced is None:
+    if filter_.advanced is None or (request.eventual and request.counted):
         return
-    eventual = headers.get("consistencylevel", "").lower() == "eventual"
-    counted = query.get("$count", "").lower() == "true"
-    if not (eventual and counted):
+    raise unsupported_query(
+        f"Operator '{filter_.advanced}' is not supported because the required parameters might be missing. "
+        + _TRY_ADVANCED
+    )
+
+
+def require_eventual_count(request: GraphRequest) -> None:
+    """``$count=true`` on directory objects is an advanced query: it needs ``ConsistencyLevel: eventual``."""
+    if request.counted and not request.eventual:
         raise unsupported_query(
-            f"Operator '{filter_.advanced}' is not supported because the required parameters might be "
-            "missing. Try adding $count with a value of true and the ConsistencyLevel header with a "
-            "value of eventual."
+            "$count is not supported because the 'ConsistencyLevel:eventual' header is missing. Refer to "
+            "https://aka.ms/graph-docs/advanced-queries for more information"
+        )
+
+
+def require_membership_advanced_query(request: GraphRequest, cast: str | None) -> None:
+    """A cast or a ``$filter`` on a membership navigation needs the header and ``$count=true``."""
+    if request.eventual and request.counted:
+        return
+    if cast is not None:
+        raise unsupported_query(
+            f"The OData cast to '{cast}' is not supported because the required parameters might be missing. "
+            + _TRY_ADVANCED
+        )
+    if "$filter" in request.query:
+        raise unsupported_query(
+            "$filter on this relationship is not supported because the required parameters might be missing. "
+            + _TRY_ADVANCED
         )

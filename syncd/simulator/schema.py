@@ -1,5 +1,9 @@
 """The Graph resource types the simulator serves: their properties, defaults and default sets.
 
+The directory types are user, group, servicePrincipal, device and orgContact (a group's members
+can be any of them); the property names of device and orgContact are those of Graph's v1.0
+metadata (``shared/graph-metadata/v1.0-directory.json``), which a test checks.
+
 Graph answers a GET without ``$select`` with a fixed *default property set* for each type (the
 user default set is the eleven properties of the ``user-get`` example; ``accountEnabled`` is
 returned only when selected).  A ``$select`` naming a property the type does not have is answered
@@ -148,9 +152,51 @@ APP_ROLE_ASSIGNMENT = ResourceType(
     properties=_ASSIGNMENT_PROPERTIES,
 )
 
-BY_KIND: dict[str, ResourceType] = {
-    USER.name: USER,
-    GROUP.name: GROUP,
-    SERVICE_PRINCIPAL.name: SERVICE_PRINCIPAL,
-}
+_DEVICE_PROPERTIES = _properties(
+    """accountEnabled approximateLastSignInDateTime complianceExpirationDateTime deletedDateTime
+    deviceCategory deviceId deviceMetadata deviceOwnership deviceVersion displayName
+    enrollmentProfileName enrollmentType id isCompliant isManaged isManagementRestricted isRooted
+    managementType manufacturer mdmAppId model onPremisesLastSyncDateTime
+    onPremisesSecurityIdentifier onPremisesSyncEnabled operatingSystem operatingSystemVersion
+    profileType registrationDateTime trustType""",
+    "alternativeSecurityIds physicalIds systemLabels",
+)
+
+DEVICE = ResourceType(
+    name="device",
+    entity_set="devices",
+    defaults=_default_set(
+        _DEVICE_PROPERTIES,
+        "id deletedDateTime accountEnabled approximateLastSignInDateTime complianceExpirationDateTime "
+        "deviceCategory deviceId deviceMetadata deviceOwnership deviceVersion displayName "
+        "enrollmentProfileName enrollmentType isCompliant isManaged isRooted managementType manufacturer "
+        "mdmAppId model onPremisesLastSyncDateTime onPremisesSyncEnabled operatingSystem "
+        "operatingSystemVersion physicalIds profileType registrationDateTime systemLabels trustType "
+        "alternativeSecurityIds",
+    ),
+    properties=_DEVICE_PROPERTIES,
+)
+
+_ORG_CONTACT_PROPERTIES = _properties(
+    """companyName deletedDateTime department displayName givenName id jobTitle mail mailNickname
+    onPremisesLastSyncDateTime onPremisesSyncEnabled surname""",
+    "addresses onPremisesProvisioningErrors phones proxyAddresses serviceProvisioningErrors",
+)
+
+ORG_CONTACT = ResourceType(
+    name="orgContact",
+    entity_set="contacts",
+    defaults=_default_set(
+        _ORG_CONTACT_PROPERTIES,
+        "id deletedDateTime companyName department displayName givenName jobTitle mail mailNickname "
+        "onPremisesLastSyncDateTime onPremisesSyncEnabled surname addresses onPremisesProvisioningErrors "
+        "phones proxyAddresses serviceProvisioningErrors",
+    ),
+    properties=_ORG_CONTACT_PROPERTIES,
+)
+
+DIRECTORY_TYPES: tuple[ResourceType, ...] = (USER, GROUP, SERVICE_PRINCIPAL, DEVICE, ORG_CONTACT)
+"""The directoryObject types a membership (``members``, ``memberOf``, ...) can list."""
+
+BY_KIND: dict[str, ResourceType] = {resource.name: resource for resource in DIRECTORY_TYPES}
 """Directory object types by the ``kind`` the tenant records."""

@@ -21,8 +21,9 @@ from syncd.simulator import control
 from syncd.simulator.batch import serve_batch
 from syncd.simulator.faults import Faults
 from syncd.simulator.odata import parse_query
+from syncd.simulator.request import GraphRequest
 from syncd.simulator.responses import GRAPH_CONTENT_TYPE, GraphError, Response, bad_request
-from syncd.simulator.routes import GraphRequest, authenticate, handle
+from syncd.simulator.routes import authenticate, handle
 from syncd.simulator.tenant import Tenant
 
 LogEntry = tuple[str, str, int]
@@ -194,8 +195,8 @@ class Simulator:
         self._record(self._log, method, raw_target, response.status)
         return response
 
-    def _serve_batch_item(self, method: str, target: str, headers: dict[str, str]) -> Response:
-        response = self._serve_graph(method, target, headers, b"", in_batch=True)
+    def _serve_batch_item(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        response = self._serve_graph(method, target, headers, body, in_batch=True)
         self._record(self._batch_log, method, target, response.status)
         return response
 
@@ -248,7 +249,8 @@ class Simulator:
                 raise GraphError(405)
             return serve_batch(body, headers, self._serve_batch_item)
         if lowered == "/v1.0" or lowered.startswith("/v1.0/"):
-            request = GraphRequest(method, path[len("/v1.0") :] or "/", parse_query(raw_query), headers, self.base_url)
+            below = path[len("/v1.0") :] or "/"
+            request = GraphRequest(method, below, parse_query(raw_query), headers, self.base_url, body)
             return handle(self.tenant, self.token, request)
         version = path.strip("/").split("/")[0]
         raise bad_request(f"Invalid version: {version}", code="BadRequest")

@@ -1,32 +1,37 @@
-"""An in-memory Entra ID tenant: users, groups, service principals and app role assignments.
+"""An in-memory Entra ID tenant: users, groups, service principals, devices, organizational
+contacts and app role assignments.
 
 It behaves as Entra does where syncd can tell the difference:
 
-* object ids are GUIDs; a user can also be found by its userPrincipalName, case-insensitively;
-* a group's members are users, groups (nesting) or service principals, and a group cannot
-  contain itself;
+* object ids are GUIDs; a user can also be found by its userPrincipalName, case-insensitively
+  (a userPrincipalName may begin with ``$``);
+* a group's members are users, groups (nesting), service principals, devices or organizational
+  contacts, and a group cannot contain itself;
 * an appRoleAssignment grants one app role of a resource service principal to a user, group or
-  service principal; the default-access role ``00000000-0000-0000-0000-000000000000`` is always
-  valid and never listed in ``appRoles``;
+  service principal (never to a device or a contact); the default-access role
+  ``00000000-0000-0000-0000-000000000000`` is always valid and never listed in ``appRoles``;
 * deleting a user or group removes its assignments and memberships with it;
-* the application's granted permissions decide which reads Graph allows.
+* the application's granted permissions decide which reads Graph allows;
+* replication lag: after :meth:`Tenant.set_lag`, an object created less than the lag ago is
+  already listed in collections but not yet found by its id or userPrincipalName (Graph's
+  directory is eventually consistent: a read that lands on a replica the write has not reached
+  yet is a 404).  Objects created before the lag was set were written without lag.
 
 Every object carries a creation sequence number; collections are served in that order, which
 keeps paging stable while the tenant changes between pages.  All methods take the tenant's lock,
-so tests may mutate the tenant while the server is answering requests.
+so tests may mutate the tenant while the server is answering requests.  The reads (lookups,
+membership walks, replication lag) are those of :class:`~syncd.simulator.directory.Directory`;
+this module adds the changes.
 """
 
 from __future__ import annotations
 
-import random
-import threading
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from syncd.simulator.directory import Directory
 from syncd.simulator.objects import (
     DEFAULT_ACCESS_ROLE_ID,
-    DEFAULT_PERMISSIONS,
     Assignment,
     DirectoryObject,
     NotFoundError,
@@ -34,17 +39,19 @@ from syncd.simulator.objects import (
     camel_case,
     canonical_guid,
     new_app_role,
+    new_contact,
+    new_device,
     new_group,
     new_service_principal,
     new_user,
     timestamp,
 )
-from syncd.simulator.schema import GROUP, SERVICE_PRINCIPAL, USER, ResourceType
+from syncd.simulator.schema import DEVICE, GROUP, ORG_CONTACT, SERVICE_PRINCIPAL, USER, ResourceType
 
 __all__ = ["DEFAULT_ACCESS_ROLE_ID", "Assignment", "DirectoryObject", "NotFoundError", "Tenant"]
 
 
-class Tenant:
+class Tenant(Directory):
     """A directory holding one enterprise application (its service principal) and its principals."""
 
     def __init__(
@@ -54,34 +61,26 @@ class Tenant:
         seed: int | None = None,
         domain: str = "contoso.com",
     ) -> None:
-        self.lock = threading.RLock()
-        self.domain = domain
-        self._rng = random.Random(seed)
+        super().__init__(seed=seed, domain=domain)
         self._seq = 0
-        self.objects: dict[str, DirectoryObject] = {}
-        self.users: dict[str, DirectoryObject] = {}
-        self.groups: dict[str, DirectoryObject] = {}
-        self.service_principals: dict[str, DirectoryObject] = {}
-        self.assignments: dict[str, Assignment] = {}
-        self.permissions: frozenset[str] = DEFAULT_PERMISSIONS
-        self._upn_index: dict[str, str] = {}
-        self._member_of: dict[str, dict[str, None]] = {}
-        self._assignments_of: dict[str, dict[str, None]] = {}
         self.tenant_id = self.new_id()
         self.app_id = self.new_id()
         self.service_principal_id = self.add_service_principal(
             app_display_name, app_id=self.app_id, assignment_required=True
         )
 
-    # ------------------------------------------------------------------ ids and clock
-
-    def new_id(self) -> str:
-        """A fresh GUID (deterministic when the tenant was given a seed)."""
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+    # ------------------------------------------------------------------ making objects
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def _new_object(
+        self, resource: ResourceType, seq: int, props: dict[str, Any], members: dict[str, None] | None = None
+    ) -> DirectoryObject:
+        obj = DirectoryObject(resource, seq, props, members=members, created_at=self.clock(), replication_lag=self.lag)
+        self.objects[obj.id] = obj
+        return obj
 
     def _fresh_id(self, wanted: str | None) -> str:
         object_id = canonical_guid(wanted) if wanted is not None else self.new_id()
@@ -97,154 +96,6 @@ class Tenant:
                 raise ValueError(f"'{key}' is not a writable property of microsoft.graph.{resource.name}")
             props[name] = value
         return props
-
-    # ------------------------------------------------------------------ lookups
-
-    def get(self, object_id: str) -> DirectoryObject:
-        """The user, group or service principal with this id."""
-        with self.lock:
-            found = self.objects.get(object_id.lower())
-            if found is None:
-                raise NotFoundError(object_id)
-            return found
-
-    def find_user(self, key: str) -> DirectoryObject:
-        """A user by id or by userPrincipalName (case-insensitive), as ``GET /users/{key}``."""
-        with self.lock:
-            object_id = self._upn_index.get(key.lower(), key.lower())
-            found = self.users.get(object_id)
-            if found is None:
-                raise NotFoundError(key)
-            return found
-
-    def find_service_principal(self, *, object_id: str | None = None, app_id: str | None = None) -> DirectoryObject:
-        """A service principal by object id or by appId."""
-        with self.lock:
-            if object_id is not None:
-                found = self.service_principals.get(object_id.lower())
-                if found is None:
-                    raise NotFoundError(object_id)
-                return found
-            for principal in self.service_principals.values():
-                if str(principal.props["appId"]).lower() == str(app_id).lower():
-                    return principal
-            raise NotFoundError(str(app_id))
-
-    def member_objects(self, group_id: str) -> list[DirectoryObject]:
-        """The direct members of a group, in creation order."""
-        with self.lock:
-            group = self._group(group_id)
-            members = [self.objects[member_id] for member_id in group.members or ()]
-            return sorted(members, key=lambda member: member.seq)
-
-    def transitive_member_objects(self, group_id: str) -> list[DirectoryObject]:
-        """Every member of a group and of the groups nested in it, each once, in creation order."""
-        with self.lock:
-            self._group(group_id)
-            seen: dict[str, DirectoryObject] = {}
-            pending = [group_id.lower()]
-            visited = {group_id.lower()}
-            while pending:
-                members = self.groups[pending.pop()].members or {}
-                for member_id in members:
-                    member = self.objects[member_id]
-                    seen.setdefault(member_id, member)
-                    if member.members is not None and member_id not in visited:
-                        visited.add(member_id)
-                        pending.append(member_id)
-            seen.pop(group_id.lower(), None)
-            return sorted(seen.values(), key=lambda member: member.seq)
-
-    def member_of_objects(self, object_id: str, transitive: bool = False) -> list[DirectoryObject]:
-        """The groups an object belongs to directly (or through nesting), in creation order."""
-        with self.lock:
-            self.get(object_id)
-            found: dict[str, DirectoryObject] = {}
-            pending = [object_id.lower()]
-            while pending:
-                for group_id in self._member_of.get(pending.pop(), {}):
-                    if group_id not in found:
-                        found[group_id] = self.groups[group_id]
-                        if transitive:
-                            pending.append(group_id)
-            found.pop(object_id.lower(), None)
-            return sorted(found.values(), key=lambda group: group.seq)
-
-    def assignments_to(self, resource_id: str) -> list[Assignment]:
-        """The appRoleAssignments granted for a resource service principal (``appRoleAssignedTo``)."""
-        with self.lock:
-            return [item for item in self.assignments.values() if item.resource_id == resource_id.lower()]
-
-    def assignments_of(self, principal_id: str) -> list[Assignment]:
-        """The appRoleAssignments a principal holds (``/users/{id}/appRoleAssignments``)."""
-        with self.lock:
-            ids = self._assignments_of.get(principal_id.lower(), {})
-            return sorted((self.assignments[item] for item in ids), key=lambda item: item.seq)
-
-    def _group(self, group_id: str) -> DirectoryObject:
-        found = self.groups.get(group_id.lower())
-        if found is None:
-            raise NotFoundError(group_id)
-        return found
-
-    def _user(self, user_id: str) -> DirectoryObject:
-        found = self.users.get(user_id.lower())
-        if found is None:
-            raise NotFoundError(user_id)
-        return found
-
-    # ------------------------------------------------------------------ reads for tests
-
-    def user_ids(self) -> list[str]:
-        with self.lock:
-            return list(self.users)
-
-    def group_ids(self) -> list[str]:
-        with self.lock:
-            return list(self.groups)
-
-    def get_user(self, user_id: str) -> dict[str, Any]:
-        """A copy of the user's Graph properties (accepts a userPrincipalName too)."""
-        with self.lock:
-            return dict(self.find_user(user_id).props)
-
-    def get_group(self, group_id: str) -> dict[str, Any]:
-        with self.lock:
-            return dict(self._group(group_id).props)
-
-    def member_ids(self, group_id: str) -> list[str]:
-        return [member.id for member in self.member_objects(group_id)]
-
-    def transitive_user_ids(self, group_id: str) -> list[str]:
-        members = self.transitive_member_objects(group_id)
-        return [member.id for member in members if member.resource is USER]
-
-    def app_roles(self) -> list[dict[str, Any]]:
-        """The application's appRoles as Graph lists them (the default-access role is not listed)."""
-        with self.lock:
-            roles = self.service_principals[self.service_principal_id].props["appRoles"]
-            return [dict(role) for role in roles]
-
-    def list_assignments(self) -> list[dict[str, Any]]:
-        """The application's appRoleAssignedTo collection as Graph returns it."""
-        with self.lock:
-            return [self.render_assignment(item) for item in self.assignments_to(self.service_principal_id)]
-
-    def render_assignment(self, item: Assignment) -> dict[str, Any]:
-        """One appRoleAssignment in the shape of Graph's ``appRoleAssignedTo`` items."""
-        principal = self.objects.get(item.principal_id)
-        resource = self.objects.get(item.resource_id)
-        return {
-            "id": item.id,
-            "deletedDateTime": None,
-            "appRoleId": item.app_role_id,
-            "createdDateTime": item.created,
-            "principalDisplayName": principal.display_name if principal else None,
-            "principalId": item.principal_id,
-            "principalType": item.principal_type,
-            "resourceDisplayName": resource.display_name if resource else None,
-            "resourceId": item.resource_id,
-        }
 
     # ------------------------------------------------------------------ app roles and permissions
 
@@ -289,8 +140,37 @@ class Tenant:
             app_id = canonical_guid(app_id) if app_id is not None else self.new_id()
             seq = self._next_seq()
             props = new_service_principal(object_id, app_id, display_name, self.tenant_id, assignment_required)
-            principal = DirectoryObject(SERVICE_PRINCIPAL, seq, props)
-            self.objects[object_id] = self.service_principals[object_id] = principal
+            self.service_principals[object_id] = self._new_object(SERVICE_PRINCIPAL, seq, props)
+            return object_id
+
+    def add_device(
+        self,
+        display_name: str,
+        *,
+        operating_system: str | None = "Windows",
+        device_id: str | None = None,
+        id: str | None = None,
+        **graph_fields: Any,
+    ) -> str:
+        """Register a device (it can be a group member, never an app role holder); returns its id."""
+        with self.lock:
+            object_id = self._fresh_id(id)
+            device_id = canonical_guid(device_id) if device_id is not None else self.new_id()
+            seq = self._next_seq()
+            props = new_device(object_id, device_id, display_name, operating_system, timestamp(seq))
+            props.update(self._properties(DEVICE, graph_fields))
+            self.devices[object_id] = self._new_object(DEVICE, seq, props)
+            return object_id
+
+    def add_contact(
+        self, display_name: str, mail: str | None = None, *, id: str | None = None, **graph_fields: Any
+    ) -> str:
+        """Add an organizational contact (it can be a group member); returns its id."""
+        with self.lock:
+            object_id = self._fresh_id(id)
+            props = new_contact(object_id, display_name, mail)
+            props.update(self._properties(ORG_CONTACT, graph_fields))
+            self.contacts[object_id] = self._new_object(ORG_CONTACT, self._next_seq(), props)
             return object_id
 
     def add_user(
@@ -315,8 +195,7 @@ class Tenant:
             created = timestamp(seq)
             props = new_user(object_id, upn, display_name, mail, job_title, account_enabled, created)
             props.update(self._properties(USER, graph_fields))
-            user = DirectoryObject(USER, seq, props)
-            self.objects[object_id] = self.users[object_id] = user
+            self.users[object_id] = self._new_object(USER, seq, props)
             self._upn_index[upn.lower()] = object_id
             return object_id
 
@@ -352,14 +231,13 @@ class Tenant:
         id: str | None = None,
         **graph_fields: Any,
     ) -> str:
-        """Create a security group with the given members (user, group or service principal ids)."""
+        """Create a security group with the given members (ids of any directory objects)."""
         with self.lock:
             object_id = self._fresh_id(id)
             seq = self._next_seq()
             props = new_group(object_id, display_name, timestamp(seq))
             props.update(self._properties(GROUP, graph_fields))
-            group = DirectoryObject(GROUP, seq, props, members={})
-            self.objects[object_id] = self.groups[object_id] = group
+            self.groups[object_id] = self._new_object(GROUP, seq, props, members={})
             for member_id in members:
                 self.add_member(object_id, member_id)
             return object_id
@@ -374,7 +252,7 @@ class Tenant:
             group.props = {**group.props, **self._properties(GROUP, graph_fields)}
 
     def add_member(self, group_id: str, member_id: str) -> None:
-        """Add a user, group or service principal to a group (adding an existing member is a no-op)."""
+        """Add any directory object to a group (adding an existing member is a no-op)."""
         with self.lock:
             group = self._group(group_id)
             member = self.get(member_id)
@@ -427,10 +305,16 @@ class Tenant:
         """Grant an app role to a user, group or service principal; returns the assignment id.
 
         The principalType is derived from the object.  Granting a role the principal already
-        holds returns the existing assignment, where Graph would answer 400.
+        holds returns the existing assignment, where Graph would answer 400.  Devices and
+        organizational contacts cannot hold app roles (ValueError).
         """
         with self.lock:
             principal = self.get(principal_id)
+            kinds = {USER.name: "User", GROUP.name: "Group", SERVICE_PRINCIPAL.name: "ServicePrincipal"}
+            if principal.kind not in kinds:
+                raise ValueError(
+                    f"A {principal.kind} cannot be assigned an app role; only users, groups and service principals can."
+                )
             resource = self.find_service_principal(object_id=resource_id or self.service_principal_id)
             role_id = canonical_guid(app_role_id)
             role_ids = {role["id"] for role in resource.props["appRoles"]}
@@ -441,7 +325,6 @@ class Tenant:
                     return existing.id
             seq = self._next_seq()
             new_id = assignment_id(principal.id, self._rng.getrandbits(128))
-            kinds = {"user": "User", "group": "Group", "servicePrincipal": "ServicePrincipal"}
             self.assignments[new_id] = Assignment(
                 seq=seq,
                 id=new_id,
