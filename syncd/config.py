@@ -20,8 +20,53 @@ from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy
 
 CONFIG_ENV = "SYNCD_CONFIG"
 SECRET_ENV = "SYNCD_CLIENT_SECRET"
-DEFAULT_BASE_URL = "https://graph.microsoft.com/v1.0"
 AUTH_MODES = ("client_secret", "certificate", "managed_identity", "workload_identity", "token_file")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+GRAPH_VERSION_PATH = "/v1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Cloud:
+    """One Microsoft cloud: its Graph host and its sign-in (authority) host.
+
+    From Microsoft's "National cloud deployments" page: each national cloud is a separate instance
+    of Graph and of Entra ID; a token from one authority is only accepted by its own Graph host.
+    """
+
+    name: str
+    graph_host: str
+    login_host: str
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.graph_host}{GRAPH_VERSION_PATH}"
+
+    @property
+    def scope(self) -> str:
+        """The application-permission scope a token for this cloud's Graph is requested with."""
+        return f"https://{self.graph_host}/.default"
+
+    @property
+    def authority(self) -> str:
+        return f"https://{self.login_host}"
+
+
+CLOUDS: dict[str, Cloud] = {
+    "global": Cloud("global", "graph.microsoft.com", "login.microsoftonline.com"),
+    "usgov": Cloud("usgov", "graph.microsoft.us", "login.microsoftonline.us"),
+    "usgov-dod": Cloud("usgov-dod", "dod-graph.microsoft.us", "login.microsoftonline.us"),
+    "china": Cloud("china", "microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn"),
+}
+"""``graph.cloud``: global, US Government L4 (usgov), US Government L5 / DoD (usgov-dod), China (21Vianet)."""
+DEFAULT_BASE_URL = CLOUDS["global"].base_url
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (the Graph simulator), where any Graph host is fine."""
+    try:
+        return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +87,27 @@ class GraphConfig:
     certificate_path: str = ""
     auth: str = ""
     token_file: str = ""
-    base_url: str = DEFAULT_BASE_URL
+    cloud: str = "global"
+    base_url: str = ""
+    """Empty: the Graph of ``cloud``; set it only for the simulator (or a Graph host of ``cloud``)."""
     service_principal_id: str = ""
     app_id: str = ""
     max_concurrency: int = 8
     timeout_seconds: float = 30.0
     max_retries: int = 6
 
+    def __post_init__(self) -> None:
+        if not self.base_url:
+            object.__setattr__(self, "base_url", self.sign_in_cloud.base_url)
+
     @property
     def configured(self) -> bool:
         return bool(self.service_principal_id or self.app_id)
+
+    @property
+    def sign_in_cloud(self) -> Cloud:
+        """The cloud whose authority issues the token and whose Graph scope it is for."""
+        return CLOUDS.get(self.cloud, CLOUDS["global"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +241,35 @@ def _address(value: Any) -> str | None:
 def _base_url(value: Any) -> str | None:
     if not isinstance(value, str) or not value.startswith(("https://", "http://")):
         return "must be an http(s) URL such as https://graph.microsoft.com/v1.0"
+    try:
+        urlsplit(value).port  # noqa: B018 - reading the port is the check
+    except ValueError:
+        return "the port must be a number"
+    if value.startswith("http://") and not is_loopback(value):
+        return "plain http is only allowed to localhost/127.0.0.1/::1 (the simulator); use https"
     return None
+
+
+def _cloud_problems(graph: Mapping[str, Any]) -> list[str]:
+    """A base_url off this machine must be the Graph (v1.0) of ``graph.cloud``: a token is only
+    accepted by the Graph of the cloud whose authority issued it."""
+    cloud = CLOUDS.get(graph.get("cloud", "global"))
+    base_url = graph.get("base_url")
+    if cloud is None or not isinstance(base_url, str) or _base_url(base_url) is not None or is_loopback(base_url):
+        return []
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if host != cloud.graph_host:
+        owner = next((other.name for other in CLOUDS.values() if other.graph_host == host), None)
+        said = f'is the Graph of the "{owner}" cloud' if owner else "is not a Microsoft Graph host"
+        return [
+            f'graph.base_url: {base_url} {said}, but graph.cloud is "{cloud.name}", which signs in at '
+            f"{cloud.login_host} for {cloud.graph_host}; remove base_url (graph.cloud sets it) "
+            "or set graph.cloud to match"
+        ]
+    if parts.path.rstrip("/") != GRAPH_VERSION_PATH:
+        return [f"graph.base_url: syncd speaks Graph v1.0; use {cloud.base_url}"]
+    return []
 
 
 def _level(value: Any) -> str | None:
@@ -220,6 +304,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "certificate_path": _is_str,
         "auth": _one_of(*AUTH_MODES),
         "token_file": _is_str,
+        "cloud": _one_of(*CLOUDS),
         "base_url": _base_url,
         "service_principal_id": _is_str,
         "app_id": _is_str,
@@ -287,6 +372,7 @@ def _graph_problems(graph: Mapping[str, Any]) -> list[str]:
         problems.append('graph.certificate_path: required for auth "certificate"')
     if graph.get("client_secret") and graph.get("client_secret_file"):
         problems.append("graph.client_secret_file: set either client_secret or client_secret_file, not both")
+    problems.extend(_cloud_problems(graph))
     return problems
 
 

@@ -3,7 +3,10 @@
 syncd authenticates as an application (client credentials flow): Graph accepts an access token
 for the scope ``https://graph.microsoft.com/.default`` issued to the app registration, and the
 application permissions granted to it (Application.Read.All, User.Read.All,
-GroupMember.Read.All) decide what it may read.  ``graph.auth`` picks how that token is obtained:
+GroupMember.Read.All) decide what it may read.  ``graph.cloud`` picks the Microsoft cloud: a
+national cloud has its own Graph host and its own authority (sign-in host), and a token is only
+good for the Graph of the authority that issued it (:func:`sign_in`).  ``graph.auth`` picks how
+that token is obtained:
 
 * ``client_secret`` - the secret comes from the first of ``graph.client_secret`` (discouraged:
   it sits in the config file), ``graph.client_secret_file``, the environment variable
@@ -30,33 +33,48 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from ..config import SECRET_ENV, GraphConfig
+from ..config import LOOPBACK_HOSTS, SECRET_ENV, GraphConfig
 from ..errors import ConfigError
 
-DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 CREDENTIAL_NAME = "client-secret"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN_FILE_DEFAULT_LIFETIME = 300
+AUTHORITY_MODES = ("client_secret", "certificate", "workload_identity")
+"""The modes that sign in at the cloud's authority; a managed identity asks its host's endpoint,
+a token file is already a token."""
+
+__all__ = ["LOOPBACK_HOSTS", "SignIn", "build_credential", "graph_scope", "sign_in"]
 
 log = logging.getLogger("syncd.graph")
 
 
-def graph_scope(base_url: str) -> str:
-    """The ``.default`` scope for the Graph cloud ``base_url`` points at.
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """Where a token comes from and what it is for: the authority (None when the mode does not
+    sign in at an Entra ID authority) and the Graph scope."""
 
-    National clouds (graph.microsoft.us, microsoftgraph.chinacloudapi.cn, ...) take a token for
-    their own host; anything else (the simulator on loopback) uses the global scope.
-    """
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if parts.scheme == "https" and host and host not in LOOPBACK_HOSTS:
-        return f"https://{host}/.default"
-    return DEFAULT_SCOPE
+    mode: str
+    authority: str | None
+    scope: str
+
+    def describe(self) -> str:
+        source = f"signing in at {self.authority}" if self.authority else f"auth {self.mode}"
+        return f"{source} for {self.scope}"
+
+
+def sign_in(graph: GraphConfig) -> SignIn:
+    """The authority and scope a credential for ``graph`` uses, from ``graph.cloud``."""
+    mode = auth_mode(graph)
+    cloud = graph.sign_in_cloud
+    return SignIn(mode, cloud.authority if mode in AUTHORITY_MODES else None, cloud.scope)
+
+
+def graph_scope(graph: GraphConfig) -> str:
+    """The ``.default`` scope of the Graph of ``graph.cloud`` (``https://graph.microsoft.us/.default``)."""
+    return graph.sign_in_cloud.scope
 
 
 def auth_mode(graph: GraphConfig) -> str:
@@ -139,11 +157,12 @@ def credential_problems(graph: GraphConfig) -> list[str]:
     return []
 
 
-def build_credential(graph: GraphConfig) -> Any:
-    """A token credential for ``graph.auth``.
+def build_credential(graph: GraphConfig, **options: Any) -> Any:
+    """A token credential for ``graph.auth``, signing in at the authority of ``graph.cloud``.
 
     Returns an ``azure.identity.aio`` credential (an ``AsyncTokenCredential``: close it with
     ``await credential.close()``) or, for ``token_file``, a :class:`TokenFileCredential`.
+    ``options`` go to the azure-identity credential (tests pass a ``transport``).
     Raises :class:`~syncd.errors.ConfigError` when the mode's inputs are missing.
     """
     mode = auth_mode(graph)
@@ -161,10 +180,10 @@ def build_credential(graph: GraphConfig) -> Any:
 
     if mode == "managed_identity":
         if graph.client_id:
-            return ManagedIdentityCredential(client_id=graph.client_id)
-        return ManagedIdentityCredential()
+            return ManagedIdentityCredential(client_id=graph.client_id, **options)
+        return ManagedIdentityCredential(**options)
+    options["authority"] = graph.sign_in_cloud.login_host
     if mode == "workload_identity":
-        options: dict[str, str] = {}
         if graph.tenant_id:
             options["tenant_id"] = graph.tenant_id
         if graph.client_id:
@@ -179,10 +198,10 @@ def build_credential(graph: GraphConfig) -> Any:
         path = Path(graph.certificate_path).expanduser()
         if not path.is_file():
             raise ConfigError(f"graph.certificate_path: {path}: no such file")
-        return CertificateCredential(graph.tenant_id, graph.client_id, certificate_path=str(path))
+        return CertificateCredential(graph.tenant_id, graph.client_id, certificate_path=str(path), **options)
     if mode == "client_secret":
         secret, _ = resolve_client_secret(graph)
-        return ClientSecretCredential(graph.tenant_id, graph.client_id, secret)
+        return ClientSecretCredential(graph.tenant_id, graph.client_id, secret, **options)
     raise ConfigError(f"graph.auth: unknown mode {mode!r}")
 
 
