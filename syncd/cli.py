@@ -307,7 +307,7 @@ def snapshot(context: Context, out_path: str) -> None:
 @cli.command()
 @pass_context
 def check(context: Context) -> None:
-    """Test the connection: token, service principal, assignments, a user, a group's members."""
+    """Test the connection: a token, then every kind of Graph read a sync makes, each naming its permission."""
     from .graph import fetch
 
     config = context.config
@@ -315,7 +315,7 @@ def check(context: Context) -> None:
         from .errors import ConfigError
 
         fail(ConfigError("graph: no [graph] section with service_principal_id or app_id (see config.example.toml)"))
-    steps = fetch.check(config.graph)
+    steps = fetch.check(config.graph, config.sync)
     for step in steps:
         click.echo(f"{'OK  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
     raise SystemExit(0 if all(step.ok for step in steps) else 1)

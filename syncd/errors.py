@@ -69,17 +69,19 @@ _CODES = (
     ),
     ErrorCode(
         "GRAPH_PERMISSION",
-        "The application lacks a Graph permission (403, or group members came back without their "
-        "fields, which means User.Read.All is missing).",
+        "The application lacks a Graph permission (403, or group members listed with their ids only, "
+        "which means User.Read.All is missing); the reads that need it fail, the run is incomplete "
+        "and nothing is deprovisioned by absence.",
         "Grant the named "
         "application permission (Application.Read.All, User.Read.All, GroupMember.Read.All) "
-        "with admin consent.",
+        "with admin consent; `syncd check` tests each one.",
     ),
     ErrorCode(
         "GRAPH_NOT_FOUND",
-        "An object Graph was asked for does not exist (404): the service principal, or an assigned "
-        "group deleted between two reads.",
-        "Check graph.service_principal_id or graph.app_id; a vanished group is read again at the next run.",
+        "An object Graph was asked for does not exist (404): the service principal, an assigned "
+        "group deleted between two reads, or a user or group assigned moments ago that Graph does not "
+        "find by id yet (replication lag).",
+        "Check graph.service_principal_id or graph.app_id; an assigned object is read again at the next run.",
     ),
     ErrorCode(
         "GRAPH_THROTTLED",
@@ -93,7 +95,8 @@ _CODES = (
     ),
     ErrorCode(
         "GRAPH_BAD_RESPONSE",
-        "Graph answered something syncd could not read.",
+        "Graph answered something syncd could not read (a required field missing or not understood, "
+        "a next link that leads back); that read fails and the run is incomplete.",
         "Report it with the message; run `syncd check`.",
     ),
     ErrorCode(

@@ -119,7 +119,7 @@ def explain_departures(config: Config, snapshot: Snapshot, user_ids: list[str]) 
     try:
         users, deleted = fetch.lookup_users(config.graph, user_ids)
     except GraphError as error:
-        if error.code in ("GRAPH_AUTH", "GRAPH_PERMISSION"):
+        if error.code == "GRAPH_AUTH":
             raise
         log.warning(
             "could not learn why %d users left scope [%s]: %s; recording them as unassigned",

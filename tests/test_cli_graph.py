@@ -92,11 +92,33 @@ def test_wrong_token_is_graph_auth_and_never_shows_the_token(graphed):
     assert "not-the-right-token-987" not in out + err and "Traceback" not in err
 
 
-def test_missing_permission_is_graph_permission_naming_it(graphed):
-    graphed.tenant.set_permissions({"User.Read.All", "GroupMember.Read.All"})
+ALL_PERMISSIONS = frozenset({"Application.Read.All", "User.Read.All", "GroupMember.Read.All"})
+
+
+@pytest.mark.parametrize("missing", sorted(ALL_PERMISSIONS))
+def test_a_missing_permission_is_named_and_the_cycle_is_incomplete_and_deprovisions_nobody(graphed, missing):
+    graphed("sync")
+    users_before, teams_before = graphed.json("users"), graphed.json("teams")
+    direct = [a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "User"]
+    for user_id in direct[:2]:  # people who left, whom an incomplete read must not see by their absence
+        graphed.tenant.unassign(user_id)
+    graphed.tenant.set_permissions(ALL_PERMISSIONS - {missing})
+    code, out, _ = graphed("check")
+    assert code == 1 and "FAIL" in out and missing in out
     code, _, err = graphed("sync")
-    assert code == 1
-    assert "GRAPH_PERMISSION" in err and "Application.Read.All" in err
+    assert code == 3, err
+    assert "GRAPH_PERMISSION" in err and missing in err
+    assert graphed.json("users") == users_before and graphed.json("teams") == teams_before
+    assert graphed.json("status")["last_run"]["status"] == "incomplete"
+
+
+def test_a_upn_starting_with_a_dollar_syncs_on_demand(graphed):
+    user_id = graphed.tenant.add_user(upn="$desk@contoso.com", display_name="Front Desk")
+    graphed.tenant.assign(user_id)
+    code, _, err = graphed("sync", "--user", "$desk@contoso.com")
+    assert code == 0, err
+    (user,) = [u for u in graphed.json("users") if u["entra_id"] == user_id]
+    assert user["active"] and user["email"] == "$desk@contoso.com"
 
 
 def test_unknown_service_principal_is_graph_not_found(graphed):

@@ -222,7 +222,7 @@ def test_a_503_on_one_groups_members_leaves_that_group_unknown_and_the_snapshot_
     assert not snapshot.complete
     (failure,) = snapshot.failures
     assert failure.code == "GRAPH_UNAVAILABLE"
-    assert failure.path == f"/groups/{w.sales}/members/microsoft.graph.user"
+    assert failure.path == f"/groups/{w.sales}/members"
     assert w.ada in snapshot.user_by_id()  # positive evidence still counts: ada is directly assigned
 
 
@@ -255,12 +255,13 @@ def test_a_wrong_token_is_graph_auth_and_the_message_holds_no_token(workspace, t
         (ALL_PERMISSIONS - {"User.Read.All"}, "User.Read.All"),
     ],
 )
-def test_a_missing_permission_is_graph_permission_naming_it(workspace, tmp_path, granted, missing):
+def test_a_missing_permission_makes_the_snapshot_incomplete_naming_it(workspace, tmp_path, granted, missing):
     workspace.tenant.set_permissions(granted)
-    with Simulator(workspace.tenant) as sim, pytest.raises(GraphError) as raised:
-        fetch_snapshot(configure(sim, tmp_path), SyncConfig())
-    assert raised.value.code == "GRAPH_PERMISSION"
-    assert missing in raised.value.message
+    with Simulator(workspace.tenant) as sim:
+        snapshot = fetch_snapshot(configure(sim, tmp_path), SyncConfig())
+    assert not snapshot.complete
+    assert snapshot.failures and all(failure.code == "GRAPH_PERMISSION" for failure in snapshot.failures)
+    assert all(missing in failure.message for failure in snapshot.failures)
 
 
 def test_an_unknown_service_principal_is_graph_not_found_naming_the_id(workspace, tmp_path):
@@ -399,21 +400,43 @@ def test_fetch_principal_for_unknown_names(workspace, tmp_path):
 # --------------------------------------------------------------------------- check
 
 
+CHECK_STEPS = [
+    "token",
+    "service principal",
+    "assignments",
+    "user",
+    "group",
+    "group members",
+    "user groups",
+    "user listing",
+    "group lookup",
+]
+
+
 def test_check_reports_every_step_ok(workspace, tmp_path):
     with Simulator(workspace.tenant) as sim:
         steps = check(configure(sim, tmp_path))
-    assert [step.name for step in steps] == ["token", "service principal", "assignments", "user", "group members"]
+    assert [step.name for step in steps] == CHECK_STEPS
     assert all(step.ok for step in steps), steps
     assert "Workspace" in steps[1].detail and "2 app roles" in steps[1].detail
 
 
-def test_check_names_the_missing_permission_and_still_runs_the_other_steps(workspace, tmp_path):
-    workspace.tenant.set_permissions(ALL_PERMISSIONS - {"GroupMember.Read.All"})
+@pytest.mark.parametrize(
+    ("missing", "failing"),
+    [
+        ("Application.Read.All", {"service principal", "assignments"}),
+        ("User.Read.All", {"user", "group members", "user groups", "user listing"}),
+        ("GroupMember.Read.All", {"group", "group members", "user groups", "group lookup"}),
+    ],
+)
+def test_check_names_the_missing_permission_and_still_runs_the_other_steps(workspace, tmp_path, missing, failing):
+    workspace.tenant.set_permissions(ALL_PERMISSIONS - {missing})
     with Simulator(workspace.tenant) as sim:
         steps = {step.name: step for step in check(configure(sim, tmp_path))}
-    assert steps["service principal"].ok and steps["assignments"].ok and steps["user"].ok
-    assert not steps["group members"].ok
-    assert "GroupMember.Read.All" in steps["group members"].detail
+    assert list(steps) == CHECK_STEPS
+    assert {name for name, step in steps.items() if not step.ok} == failing
+    for name in failing - {"assignments"}:
+        assert missing in steps[name].detail, steps[name]
 
 
 def test_check_with_an_unknown_service_principal_and_a_bad_token(workspace, tmp_path):

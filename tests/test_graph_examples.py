@@ -81,6 +81,16 @@ def _group_page_without_ids(body: dict[str, Any]) -> None:
 
 def _members(body: dict[str, Any]) -> None:
     (member,) = [decode_member(item) for item in decode_page(body).items]
+    assert member is not None and member.id
+
+
+def _untagged_members(body: dict[str, Any]) -> None:
+    """Graph tags each object of a directoryObject collection with its type; an untagged member
+    (this shortened example) could be a device or a contact, so it is refused rather than guessed."""
+    (item,) = decode_page(body).items
+    with pytest.raises(BadResponse, match="'@odata.type' is missing"):
+        decode_member(item)
+    member = decode_member({**item, "@odata.type": "#microsoft.graph.user"})
     assert member is not None and member.id == "11111111-2222-3333-4444-555555555555"
 
 
@@ -140,7 +150,7 @@ READERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "delta-query-users.final-nextlink.response.json": _user_page,
     "group-delta.response.json": _group_page_without_ids,
     "delta-query-groups.deltalink-with-changes.response.json": _group_page,
-    "group-list-members.response.json": _members,
+    "group-list-members.response.json": _untagged_members,
     "group-list-transitivemembers.response.json": _members,
     "serviceprincipal-get.response.json": _service_principal,
     "serviceprincipal-get.select-approles.response.json": _service_principal,

@@ -14,7 +14,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from syncd.config import GraphConfig
 from syncd.errors import ConfigError, SnapshotError
-from syncd.graph.auth import TokenFileCredential, build_credential, graph_scope, resolve_client_secret
+from syncd.graph.auth import TokenFileCredential, build_credential, resolve_client_secret
 from syncd.graph.classify import graph_error, path_of, permission_for
 from syncd.graph.client import check_base_url
 from syncd.graph.decode import (
@@ -224,12 +224,6 @@ def test_the_secret_never_appears_in_a_repr(monkeypatch):
         assert "s3cr3t-value" not in repr(credential)
     finally:
         asyncio.run(credential.close())
-
-
-def test_scope_follows_the_national_cloud():
-    assert graph_scope("https://graph.microsoft.com/v1.0") == "https://graph.microsoft.com/.default"
-    assert graph_scope("https://graph.microsoft.us/v1.0") == "https://graph.microsoft.us/.default"
-    assert graph_scope("http://127.0.0.1:8080/v1.0") == "https://graph.microsoft.com/.default"
 
 
 # --------------------------------------------------------------------------- snapshot file

@@ -1,13 +1,15 @@
 """Graph's answers as syncd error codes, and the URL pieces that name what was read.
 
 One place decides what a failed read means: 401 GRAPH_AUTH, 403 GRAPH_PERMISSION (naming the
-application permission the path needs), 404 GRAPH_NOT_FOUND, 429 after every retry
+application permission the path needs, from each endpoint's documented permission table),
+404 GRAPH_NOT_FOUND, 429 after every retry
 GRAPH_THROTTLED, 5xx after every retry GRAPH_UNAVAILABLE, anything else GRAPH_BAD_RESPONSE.
 Messages carry Graph's own error code and message, never a token.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -15,17 +17,33 @@ from urllib.parse import quote, urlsplit
 from ..errors import GraphError
 from .decode import decode_error
 
+PERMISSIONS: tuple[tuple[str, str], ...] = (
+    # (path pattern, least-privileged application permission in that endpoint's documented table)
+    (r"^/servicePrincipals", "Application.Read.All"),  # serviceprincipal-get, -list-approleassignedto
+    # directoryobject-checkmembergroups, "Group memberships for a user"
+    (r"^/users[/(][^/]*/checkMemberGroups$", "User.Read.All and GroupMember.Read.All"),
+    (r"^/users[/(][^/]*/(transitiveM|m)emberOf", "Directory.Read.All"),  # user-list-memberof
+    (r"^/users", "User.Read.All"),  # user-get, user-list
+    (r"^/groups", "GroupMember.Read.All"),  # group-get, group-list, group-list-members, -transitivemembers
+)
+"""What each read syncd makes needs; ``syncd check`` and every GRAPH_PERMISSION message name it."""
+_PERMISSION_PATTERNS = tuple((re.compile(pattern, re.IGNORECASE), name) for pattern, name in PERMISSIONS)
+READ_USERS = "User.Read.All"
+"""Lets the application read a user's attributes; without it Graph lists users with their id only."""
+
 
 def permission_for(path: str) -> str:
     """The application permission Graph requires to read ``path`` (named in 403 messages)."""
-    relative = path.lstrip("/").lower()
-    if relative.startswith("serviceprincipals"):
-        return "Application.Read.All"
-    if relative.startswith("users"):
-        return "User.Read.All"
-    if relative.startswith("groups"):
-        return "GroupMember.Read.All"
+    relative = "/" + path.lstrip("/")
+    for pattern, permission in _PERMISSION_PATTERNS:
+        if pattern.search(relative):
+            return permission
     return "Directory.Read.All"
+
+
+def missing_permission(permission: str) -> str:
+    """The remedy a GRAPH_PERMISSION message ends with."""
+    return f"the application needs the Microsoft Graph application permission {permission} (granted with admin consent)"
 
 
 def segment(value: str) -> str:
@@ -33,9 +51,27 @@ def segment(value: str) -> str:
     return quote(value, safe="@'")
 
 
+def user_path(key: str) -> str:
+    """``/users/{id or userPrincipalName}``; a key starting with ``$`` as ``/users('{key}')``.
+
+    user-get: "If the userPrincipalName begins with a $ character, remove the slash (/) after
+    /users and enclose the userPrincipalName in parentheses and single quotes", since a segment
+    starting with ``$`` names an OData system resource.  A ``'`` inside the quotes is doubled.
+    """
+    if key.startswith("$"):
+        return "/users('" + quote(key.replace("'", "''"), safe="@'$") + "')"
+    return f"/users/{segment(key)}"
+
+
 def query_value(value: str) -> str:
     """``value`` quoted for a query string (``$filter`` expressions contain spaces and quotes)."""
     return quote(value, safe="'(),$")
+
+
+def odata_equals(field_name: str, value: str) -> str:
+    """An OData ``$filter`` equality with the string literal quoted (``'`` doubled)."""
+    escaped = value.replace("'", "''")
+    return f"{field_name} eq '{escaped}'"
 
 
 def path_of(url: str) -> str:
@@ -58,13 +94,7 @@ def graph_error(status: int, body: bytes | Mapping[str, Any] | None, what: str, 
             f"{detail}; check graph.tenant_id, graph.client_id and the credential", code="GRAPH_AUTH", status=401
         )
     if status == 403:
-        permission = permission_for(path)
-        return GraphError(
-            f"{detail}; the application needs the Microsoft Graph application permission "
-            f"{permission} (granted with admin consent)",
-            code="GRAPH_PERMISSION",
-            status=403,
-        )
+        return GraphError(f"{detail}; {missing_permission(permission_for(path))}", code="GRAPH_PERMISSION", status=403)
     if status == 404:
         return GraphError(f"{detail}; {path} does not exist", code="GRAPH_NOT_FOUND", status=404)
     if status == 429:
@@ -75,5 +105,9 @@ def graph_error(status: int, body: bytes | Mapping[str, Any] | None, what: str, 
 
 
 def is_fatal(error: GraphError) -> bool:
-    """401 and 403 mean no answer of this run can be trusted: they abort the fetch."""
-    return error.code in ("GRAPH_AUTH", "GRAPH_PERMISSION")
+    """401 means no answer of this run can be trusted: it aborts the fetch.
+
+    A 403 is not fatal: the reads that need the missing permission fail (GRAPH_PERMISSION naming
+    it), the snapshot is incomplete, and nothing is deprovisioned by absence.
+    """
+    return error.code == "GRAPH_AUTH"

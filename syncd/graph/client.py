@@ -13,7 +13,9 @@ HTTP client are the SDK's own.  Three things are done differently, each for a me
   honouring ``Retry-After`` (capped), otherwise backing off exponentially; 400, 401, 403 and 404
   are never retried.
 * **``$batch`` is a plain POST of JSON**, because the SDK's ``BatchRequestContent`` sends absolute
-  URLs and drops response bodies.  Items that come back 429/5xx are sent again on their own.
+  URLs and drops response bodies.  Each item has its own status and headers: items that come back
+  429, 5xx or 424 (a failed dependency) are sent again on their own after their own
+  ``Retry-After``; the answers already received are kept whatever happens to a later POST.
 
 Concurrency is bounded by ``graph.max_concurrency`` in-flight requests (an ``asyncio.Semaphore``);
 a request waiting out a ``Retry-After`` does not hold a slot.  Every HTTP request, throttled answer
@@ -34,7 +36,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,7 +49,7 @@ from ..errors import ConfigError, GraphError
 from .auth import LOOPBACK_HOSTS, build_credential, close_credential, graph_scope
 from .classify import graph_error, is_fatal, path_of
 from .decode import BadResponse, BatchItemResponse, decode_batch_response, decode_page, load_object
-from .retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from .retry import BATCH_RETRYABLE_STATUSES, RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
 log = logging.getLogger("syncd.graph")
 
@@ -133,7 +135,7 @@ class GraphClient:
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._owns_credential = credential is None
         self.credential = credential if credential is not None else build_credential(graph)
-        self.scope = graph_scope(self.base_url)
+        self.scope = graph_scope(graph)
         self._semaphore = asyncio.Semaphore(max(1, graph.max_concurrency))
         self._http = _http_client(graph)
         self._adapter = _request_adapter(self.base_url, self.credential, self.scope, self._http)
@@ -240,14 +242,16 @@ class GraphClient:
         except BadResponse as error:
             raise GraphError(str(error), code="GRAPH_BAD_RESPONSE", status=response.status) from None
 
-    async def pages(self, url: str, *, what: str) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pages(self, url: str, *, what: str) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Every page of a collection, following ``@odata.nextLink`` to the end.
 
         Graph's next links are absolute and opaque (they carry a ``$skiptoken``); they are sent
         as they are.  Raises :class:`GraphError` on the first page that cannot be read.
         """
         next_url: str | None = url
+        followed: set[str] = set()
         while next_url is not None:
+            followed.add(next_url)
             body = await self.get_json(next_url, what=what)
             try:
                 page = decode_page(body, what)
@@ -255,6 +259,11 @@ class GraphClient:
                 raise GraphError(str(error), code="GRAPH_BAD_RESPONSE") from None
             yield page.items
             next_url = page.next_link
+            if next_url is not None and next_url in followed:
+                raise GraphError(
+                    f"{what}: Graph's @odata.nextLink leads back to a page already read; the listing never ends",
+                    code="GRAPH_BAD_RESPONSE",
+                )
 
     async def collect(self, url: str, *, what: str) -> list[dict[str, Any]]:
         """All items of a collection (see :meth:`pages`)."""
@@ -268,23 +277,15 @@ class GraphClient:
     async def batch_get(self, urls: Iterable[str], *, what: str) -> list[BatchResult]:
         """GET every relative URL through JSON ``$batch`` (20 per request, batches concurrent).
 
-        Returns one :class:`BatchResult` per URL, in order.  Items answered 429, 502, 503 or 504
-        are sent again (in a new, smaller batch) after their ``Retry-After``; a failure of the
-        ``$batch`` POST itself is retried like any request and, when final, raised.
+        Returns one :class:`BatchResult` per URL, in order.  Items answered 429, 424, 502, 503 or
+        504 are sent again (in a new, smaller batch) after their ``Retry-After``; a final failure
+        of a ``$batch`` POST itself (after its own retries) becomes the result of the items still
+        waiting, while the answers already received are kept.  A 401 raises.
         """
         wanted = list(urls)
         chunks = [wanted[start : start + BATCH_SIZE] for start in range(0, len(wanted), BATCH_SIZE)]
-        results = await gather_all(*(self._batch_chunk_or_failure(chunk, what) for chunk in chunks))
+        results = await gather_all(*(self._batch_chunk(chunk, what) for chunk in chunks))
         return [result for chunk_results in results for result in chunk_results]
-
-    async def _batch_chunk_or_failure(self, urls: Sequence[str], what: str) -> list[BatchResult]:
-        """One batch; a non-fatal failure of the POST itself becomes the result of each of its items."""
-        try:
-            return await self._batch_chunk(urls, what)
-        except GraphError as error:
-            if is_fatal(error):
-                raise
-            return [BatchResult(url, error.status or 0, error=error) for url in urls]
 
     async def _batch_chunk(self, urls: Sequence[str], what: str) -> list[BatchResult]:
         pending = {str(index): _Pending(url) for index, url in enumerate(urls, start=1)}
@@ -292,11 +293,16 @@ class GraphClient:
         while pending:
             body = batch_request_body({item_id: item.url for item_id, item in pending.items()})
             self.stats.batch_items += len(pending)
-            response = await self.request("POST", "/$batch", what=what, content=body)
             try:
+                response = await self.request("POST", "/$batch", what=what, content=body)
                 answers = decode_batch_response(load_object(response.content, f"{what}: $batch response"))
-            except BadResponse as error:
-                raise GraphError(str(error), code="GRAPH_BAD_RESPONSE", status=response.status) from None
+            except (BadResponse, GraphError) as error:
+                failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
+                if is_fatal(failure):
+                    raise
+                for item_id, item in pending.items():
+                    done[item_id] = BatchResult(item.url, failure.status or 0, error=failure)
+                break
             waits: list[float] = []
             for item_id, item in list(pending.items()):
                 answer = answers.get(item_id)
@@ -313,7 +319,7 @@ class GraphClient:
                     continue
                 if answer.status == 429:
                     self.stats.throttled += 1
-                if answer.status in RETRYABLE_STATUSES and item.attempts < self.retry.max_retries:
+                if answer.status in BATCH_RETRYABLE_STATUSES and item.attempts < self.retry.max_retries:
                     retry_after = parse_retry_after(answer.headers.get("retry-after"))
                     waits.append(self.retry.delay(item.attempts, retry_after))
                     item.attempts += 1

@@ -20,8 +20,6 @@ from typing import Any
 
 from ..model import DEFAULT_ACCESS_ROLE_ID, AppRole, Assignment, PrincipalType, SourceUser
 
-USER_TYPE = "#microsoft.graph.user"
-
 
 class BadResponse(ValueError):
     """Graph answered something that is not what the API documents."""
@@ -131,19 +129,24 @@ def decode_service_principal(body: Mapping[str, Any]) -> ServicePrincipalInfo:
 def decode_assignment(item: Mapping[str, Any]) -> Assignment | None:
     """One ``appRoleAssignment`` from ``/servicePrincipals/{id}/appRoleAssignedTo``.
 
-    Returns None for principals that are neither users nor groups (service principals holding an
-    app role): syncd provisions people and teams only.  A null ``appRoleId`` is the default
-    access role.
+    Returns None for a service principal holding an app role: syncd provisions people and teams
+    only.  A ``principalType`` that is missing or none of User, Group and ServicePrincipal is not
+    understood, and raises (the assignment must not silently drop out of scope).  A null
+    ``appRoleId`` is the default access role.
     """
     what = "appRoleAssignment"
     principal_type: PrincipalType
-    match _string(item, "principalType", what):
-        case "User":
+    kind = _string(item, "principalType", what)
+    match (kind or "").lower():
+        case "user":
             principal_type = "User"
-        case "Group":
+        case "group":
             principal_type = "Group"
-        case _:
+        case "serviceprincipal":
             return None
+        case _:
+            principal = item.get("principalId")
+            raise BadResponse(f"{what} of principal {principal!r}: 'principalType' is {kind!r}, not User or Group")
     return Assignment(
         principal_id=_required(item, "principalId", what),
         principal_type=principal_type,
@@ -176,16 +179,32 @@ def decode_user(item: Mapping[str, Any], fallback_id: str | None = None) -> Sour
     )
 
 
+def member_kind(item: Mapping[str, Any]) -> str:
+    """The type of an object in a directoryObject collection: ``user``, ``group``, ``device``, ...
+
+    Graph tags every object of such a collection (``members``, ``transitiveMembers``) with its
+    ``@odata.type``, ``#microsoft.graph.user``; type names are compared without regard to case
+    or to the namespace alias (``#graph.user``).  An object without the tag cannot be told from a
+    device or a contact, so the read fails rather than guess.
+    """
+    odata_type = item.get("@odata.type")
+    if not isinstance(odata_type, str) or not odata_type.strip("# "):
+        raise BadResponse(f"member {item.get('id')!r}: '@odata.type' is missing")
+    name = odata_type.strip().lstrip("#").lower()
+    for namespace in ("microsoft.graph.", "graph."):
+        if name.startswith(namespace):
+            return name[len(namespace) :]
+    return name
+
+
 def decode_member(item: Mapping[str, Any]) -> SourceUser | None:
     """A member from ``/groups/{id}/members`` or ``/transitiveMembers``; None unless it is a user.
 
-    The ``/microsoft.graph.user`` cast makes Graph return users only, each tagged
-    ``"@odata.type": "#microsoft.graph.user"``; an item without the tag is taken as a user too
-    (some documented examples omit it), any other type (group, device, contact, service
-    principal) is skipped.
+    A group's members can be users, groups, devices, organizational contacts and service
+    principals (group-list-members); everything but a user is skipped here, since syncd
+    provisions people.
     """
-    odata_type = item.get("@odata.type")
-    if odata_type is not None and odata_type != USER_TYPE:
+    if member_kind(item) != "user":
         return None
     return decode_user(item)
 
@@ -202,10 +221,22 @@ def has_user_fields(item: Mapping[str, Any]) -> bool:
 
 
 def decode_group(item: Mapping[str, Any]) -> tuple[str, str]:
-    """``(id, displayName)`` of a group."""
+    """``(id, displayName)`` of a group.
+
+    Entra requires a group's displayName, so a group without one is not an answer to trust (it
+    would become a team named ""): the read fails.
+    """
     what = "group"
     group_id = _required(item, "id", what)
-    return group_id, _string(item, "displayName", f"group {group_id}") or ""
+    return group_id, _required(item, "displayName", f"group {group_id}")
+
+
+def decode_id_list(body: Mapping[str, Any], what: str) -> list[str]:
+    """The ``value`` of a ``Collection(Edm.String)`` answer (``checkMemberGroups``): object ids."""
+    values = body.get("value")
+    if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
+        raise BadResponse(f"{what}: 'value' is not a list of ids")
+    return list(values)
 
 
 def decode_batch_response(body: Mapping[str, Any]) -> dict[str, BatchItemResponse]:

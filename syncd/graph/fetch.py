@@ -1,30 +1,34 @@
 """Read one enterprise application's assignments from Microsoft Graph into a :class:`Snapshot`.
 
-A full fetch with ``sync.scope = "assigned"`` makes these reads (v1.0, application permissions):
+A full fetch with ``sync.scope = "assigned"`` makes these reads (v1.0, application permissions, as
+each endpoint's documentation names them; the README's "Talking to Microsoft Graph" lists them too):
 
 1. ``GET /servicePrincipals/{id}`` (or ``/servicePrincipals(appId='...')``) with ``$select`` of the
-   app roles - Application.Read.All.  Any failure here aborts: without the application nothing
-   else means anything.
+   app roles - Application.Read.All.  Without the application nothing else means anything: a
+   refusal (403) gives an incomplete snapshot holding only that failure, anything else aborts.
 2. ``GET /servicePrincipals/{id}/appRoleAssignedTo?$top=999`` and every ``@odata.nextLink``: who is
-   assigned, with which role.  Graph has no delta query for this collection, so it is read whole.
-   Service principals holding a role are ignored.
+   assigned, with which role (Application.Read.All).  Graph has no delta query for this
+   collection, so it is read whole.  Service principals holding a role are ignored.
 3. For every assigned group, concurrently: its ``displayName`` (``$batch`` of ``GET /groups/{id}``,
-   20 per request) and its user members with their attributes
-   (``/groups/{id}/members/microsoft.graph.user`` - ``transitiveMembers`` when
-   ``sync.nested_groups`` - ``$top=999``): GroupMember.Read.All.  The cast returns users only and the
-   ``$select`` carries every user field syncd needs, so members cost no further request.
+   20 per request) and its members with the user fields (``/groups/{id}/members`` -
+   ``transitiveMembers`` when ``sync.nested_groups`` - ``?$select=...&$top=999``):
+   GroupMember.Read.All, and User.Read.All for the members' attributes.  No OData cast and no
+   ``$filter``: on member relationships both are advanced queries served from an index that may
+   lag recent changes.  Users are kept by ``@odata.type``; nested groups, devices, contacts and
+   service principals are skipped.
 4. Directly assigned users not already seen as a group member: ``$batch`` of ``GET /users/{id}``
    (User.Read.All), or one listing of ``/users`` when the directory is so small that paging through
-   it takes fewer requests (one ``$count=true`` request tells, when there are more than 40 such
-   users).  A 404 means the user was deleted.
+   it takes fewer requests (one ``$count=true`` request, with ``ConsistencyLevel: eventual``, tells,
+   when there are more than 40 such users).  An assigned user Graph answers 404 for is not yet
+   replicated: that read fails and the next cycle tries again.
 
 ``sync.scope = "all"`` lists every user and every group (with members) instead of 3 and 4.
 
-Completeness: 401 and 403 anywhere raise :class:`~syncd.errors.GraphError` (nothing read with a
-broken credential or permission can be trusted).  Any other failure - a page of assignments, a
-group's members (that group gets ``member_ids=None``), a user read - becomes a
-:class:`~syncd.model.FetchFailure` and the snapshot is incomplete, so the planner will not
-deprovision anyone by absence.
+Completeness: a 401 anywhere raises :class:`~syncd.errors.GraphError` (nothing read with a broken
+credential can be trusted).  Any other failure - a missing permission (403, or members listed with
+their ids only), a page of assignments, a group's members (that group gets ``member_ids=None``),
+a user read - becomes a :class:`~syncd.model.FetchFailure` and the snapshot is incomplete, so the
+planner will not deprovision anyone by absence.
 """
 
 from __future__ import annotations
@@ -43,14 +47,15 @@ from .decode import BadResponse, decode_group
 from .principal import fetch_principal_async, lookup_users_async
 from .reads import (
     GROUP_FIELDS,
+    UNREAD_APPLICATION,
     Collected,
     build_snapshot,
     list_users,
+    read_application,
     read_assignments,
     read_direct_users,
     read_group_names,
     read_members,
-    read_service_principal,
 )
 
 log = logging.getLogger("syncd.graph")
@@ -72,8 +77,10 @@ async def fetch_snapshot_async(
 ) -> Snapshot:
     """The full snapshot of the application (see the module docstring for the reads)."""
     report = progress or _silent
-    service_principal = await read_service_principal(client, graph)
     found = Collected()
+    service_principal = await read_application(client, graph, found)
+    if service_principal is None:
+        return build_snapshot(sync.scope, UNREAD_APPLICATION, [], [], found)
     assignments = await read_assignments(
         client, service_principal.id, found, on_page=lambda done: report("fetch assignments", done, 0)
     )

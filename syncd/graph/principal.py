@@ -7,29 +7,32 @@ the whole application; ``lookup_users`` tells why a provisioned user left scope 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import aclosing
 
 from ..config import GraphConfig, SyncConfig
 from ..errors import GraphError, InputError, SyncdError
 from ..model import Snapshot, SourceGroup, SourceUser
-from .classify import query_value, segment
+from .classify import odata_equals, path_of, query_value, segment, user_path
 from .client import PAGE_SIZE, GraphClient, gather_all
-from .decode import (
-    BadResponse,
-    decode_group,
-    decode_user,
-)
+from .decode import BadResponse, decode_group, decode_id_list, decode_user, load_object
 from .reads import (
     GROUP_FIELDS,
     GUID,
+    UNREAD_APPLICATION,
     USER_FIELDS,
     Collected,
     build_snapshot,
+    read_application,
     read_assignments,
+    read_group_names,
     read_members,
-    read_service_principal,
     read_users,
 )
+
+CHECK_MEMBER_GROUPS_LIMIT = 20
+"""directoryobject-checkmembergroups: "Up to 20 groups may be specified" per request."""
 
 
 async def lookup_users_async(
@@ -62,9 +65,9 @@ async def fetch_principal_async(
 
     It holds the app roles, the principal's assignments and:
 
-    * for a user: the user, and the assigned groups it belongs to (``memberOf``, or
-      ``transitiveMemberOf`` with nested groups), each with ``member_ids`` of just that user;
-      the assignments of those groups give the user its roles;
+    * for a user: the user, and the assigned groups it belongs to (``checkMemberGroups``, see
+      :func:`_groups_of`), each with ``member_ids`` of just that user; the assignments of those
+      groups give the user its roles;
     * for a group: the group with all its user members, and their attributes; plus the direct
       assignments of those members, so each member's own role is not lost.
 
@@ -74,8 +77,10 @@ async def fetch_principal_async(
     """
     if (user is None) == (group is None):
         raise InputError("name exactly one user or one group")
-    service_principal = await read_service_principal(client, graph)
     found = Collected()
+    service_principal = await read_application(client, graph, found)
+    if service_principal is None:
+        return build_snapshot(sync.scope, UNREAD_APPLICATION, [], [], found, partial=True)
     assignments_task = read_assignments(client, service_principal.id, found)
     if user is not None:
         source_user, assignments = await gather_all(_find_user(client, user), assignments_task)
@@ -84,11 +89,13 @@ async def fetch_principal_async(
             found.deleted.add(user)
             return build_snapshot(sync.scope, service_principal, [], [], found, partial=True, subjects=[user])
         found.add_user(source_user)
-        assigned_groups = {a.principal_id for a in assignments if a.principal_type == "Group"}
-        groups = await _member_of(client, source_user.id, assigned_groups, nested=sync.nested_groups)
-        group_ids = {group_id for group_id, _ in groups}
+        assigned_groups = sorted({a.principal_id for a in assignments if a.principal_type == "Group"})
+        group_ids = await _groups_of(client, source_user.id, assigned_groups, nested=sync.nested_groups, found=found)
+        names = await read_group_names(client, group_ids, found) if group_ids else {}
         kept = [a for a in assignments if a.principal_id == source_user.id or a.principal_id in group_ids]
-        source_groups = [SourceGroup(group_id, name, (source_user.id,)) for group_id, name in groups]
+        source_groups = [
+            SourceGroup(group_id, names[group_id], (source_user.id,)) for group_id in group_ids if group_id in names
+        ]
         subject = source_user.id
     else:
         assert group is not None
@@ -112,7 +119,7 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
     """
     what = f"reading user {user}"
     try:
-        body = await client.get_json(f"/users/{segment(user)}?$select={USER_FIELDS}", what=what)
+        body = await client.get_json(f"{user_path(user)}?$select={USER_FIELDS}", what=what)
     except GraphError as error:
         if error.status not in (400, 404):
             raise
@@ -121,7 +128,7 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
         if "@" not in user:
             raise SyncdError(f"no user {user!r} in Entra ID", code="NOT_FOUND") from None
         items = await client.collect(
-            f"/users?$filter={query_value(_equals('mail', user))}&$select={USER_FIELDS}",
+            f"/users?$filter={query_value(odata_equals('mail', user))}&$select={USER_FIELDS}",
             what=f"finding the user with mail {user}",
         )
         if len(items) != 1:
@@ -133,12 +140,6 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
         return decode_user(body, fallback_id=user if GUID.match(user) else None)
     except BadResponse as error:
         raise GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE") from None
-
-
-def _equals(field_name: str, value: str) -> str:
-    """An OData ``$filter`` equality with the string literal quoted (``'`` doubled)."""
-    escaped = value.replace("'", "''")
-    return f"{field_name} eq '{escaped}'"
 
 
 async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None:
@@ -155,7 +156,9 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None
                 if error.status != 404:
                     raise
                 return None
-        url = f"/groups?$filter={query_value(_equals('displayName', group))}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
+        url = (
+            f"/groups?$filter={query_value(odata_equals('displayName', group))}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
+        )
         matches = [decode_group(item) for item in await client.collect(url, what=f"finding group {group!r}")]
     except BadResponse as error:
         raise GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE") from None
@@ -167,17 +170,48 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None
     return matches[0]
 
 
-async def _member_of(
-    client: GraphClient, user_id: str, assigned_groups: set[str], *, nested: bool
-) -> list[tuple[str, str]]:
-    """The assigned groups ``user_id`` belongs to, from one listing of its group memberships."""
-    if not assigned_groups:
-        return []
-    relation = "transitiveMemberOf" if nested else "memberOf"
-    url = f"/users/{segment(user_id)}/{relation}/microsoft.graph.group?$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
+async def _groups_of(
+    client: GraphClient, user_id: str, assigned_groups: Sequence[str], *, nested: bool, found: Collected
+) -> list[str]:
+    """The assigned groups ``user_id`` belongs to (directly, or also through nesting when ``nested``).
+
+    ``POST /users/{id}/checkMemberGroups`` answers, for up to 20 group ids a request, those the
+    user belongs to, transitively; it needs User.Read.All and GroupMember.Read.All, where listing
+    the user's ``memberOf`` would need Directory.Read.All.  Without nested groups only direct
+    membership counts, so each group found is confirmed in its direct ``members`` (ids only).
+    A read that fails is recorded in ``found``: the snapshot is then incomplete, and the user
+    keeps the teams it has.
+    """
+    candidates: list[str] = []
+    for start in range(0, len(assigned_groups), CHECK_MEMBER_GROUPS_LIMIT):
+        chunk = assigned_groups[start : start + CHECK_MEMBER_GROUPS_LIMIT]
+        url = f"{user_path(user_id)}/checkMemberGroups"
+        what = f"checking the assigned groups of user {user_id}"
+        try:
+            response = await client.request(
+                "POST", url, what=what, content=json.dumps({"groupIds": list(chunk)}).encode()
+            )
+            candidates.extend(decode_id_list(load_object(response.content, what), what))
+        except BadResponse as error:
+            found.fail(GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE"), path_of(url))
+        except GraphError as error:
+            found.fail(error, path_of(url))
+    wanted = {group_id.lower(): group_id for group_id in assigned_groups}
+    member_of = sorted({wanted[group_id.lower()] for group_id in candidates if group_id.lower() in wanted})
+    if nested:
+        return member_of
+    direct = await gather_all(*(_is_direct_member(client, group_id, user_id, found) for group_id in member_of))
+    return [group_id for group_id, is_direct in zip(member_of, direct, strict=True) if is_direct]
+
+
+async def _is_direct_member(client: GraphClient, group_id: str, user_id: str, found: Collected) -> bool:
+    """Whether ``user_id`` is among the direct members of a group (its ids listed, page by page)."""
+    url = f"/groups/{segment(group_id)}/members?$select=id&$top={PAGE_SIZE}"
     try:
-        items = await client.collect(url, what=f"reading the groups of user {user_id}")
-        groups = [decode_group(item) for item in items]
-    except BadResponse as error:
-        raise GraphError(f"user {user_id}: {error}", code="GRAPH_BAD_RESPONSE") from None
-    return sorted((group_id, name) for group_id, name in groups if group_id in assigned_groups)
+        async with aclosing(client.pages(url, what=f"reading the members of group {group_id}")) as pages:
+            async for page in pages:
+                if any(str(item.get("id", "")).lower() == user_id.lower() for item in page):
+                    return True
+    except GraphError as error:
+        found.fail(error, path_of(url))
+    return False

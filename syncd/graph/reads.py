@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..config import GraphConfig
 from ..errors import ConfigError, GraphError
 from ..model import Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser
-from .classify import is_fatal, path_of, segment
+from .classify import READ_USERS, is_fatal, missing_permission, path_of, segment, user_path
 from .client import BATCH_SIZE, PAGE_SIZE, GraphClient
 from .decode import (
     BadResponse,
@@ -77,13 +77,33 @@ class Collected:
     deleted: set[str] = field(default_factory=set)
 
     def fail(self, error: GraphError, path: str) -> None:
-        """Record a non-fatal failure; 401/403 are re-raised because they void the whole fetch."""
+        """Record a non-fatal failure; a 401 is re-raised because it voids the whole fetch."""
         if is_fatal(error):
             raise error
         self.failures.append(FetchFailure(error.code, error.message, path))
 
     def add_user(self, user: SourceUser) -> None:
         self.users.setdefault(user.id, user)
+
+
+UNREAD_APPLICATION = ServicePrincipalInfo(id="", app_id="", display_name="", app_roles=())
+"""Stands for the application when the service principal may not be read (a failed read)."""
+
+
+async def read_application(client: GraphClient, graph: GraphConfig, found: Collected) -> ServicePrincipalInfo | None:
+    """The service principal, or None when the application may not read it (403, recorded in ``found``).
+
+    Without Application.Read.All nothing about the application is known: the snapshot holds no
+    assignments and the failure, so it is incomplete and nothing is deprovisioned by absence.
+    Any other failure (a wrong id, 401, Graph down) raises.
+    """
+    try:
+        return await read_service_principal(client, graph)
+    except GraphError as error:
+        if error.code != "GRAPH_PERMISSION":
+            raise
+        found.fail(error, "/servicePrincipals")
+        return None
 
 
 async def read_assignments(
@@ -121,28 +141,36 @@ async def read_assignments(
 async def read_members(client: GraphClient, group_id: str, *, nested: bool, found: Collected) -> tuple[str, ...] | None:
     """The user members of a group (direct, or transitive when ``nested``); None if unreadable.
 
-    Every member's attributes are recorded in ``found`` as they arrive.
+    ``/members`` (or ``/transitiveMembers``) is listed whole with a ``$select`` of the user
+    fields, without an OData cast: group-list-members makes a cast an advanced query (it needs
+    ``ConsistencyLevel: eventual`` and ``$count``, and reads an index that may lag recent
+    changes, so a member added a minute ago would be missing and then removed).  The users are
+    kept by their ``@odata.type``; groups, devices, contacts and service principals are skipped.
+    A user listed with "limited information" (its id only: the application may not read users)
+    makes the read fail with GRAPH_PERMISSION naming User.Read.All.  Every member's attributes
+    are recorded in ``found`` as they arrive.
     """
     relation = "transitiveMembers" if nested else "members"
-    url = f"/groups/{segment(group_id)}/{relation}/microsoft.graph.user?$select={USER_FIELDS}&$top={PAGE_SIZE}"
+    url = f"/groups/{segment(group_id)}/{relation}?$select={USER_FIELDS}&$top={PAGE_SIZE}"
+    what = f"reading the members of group {group_id}"
     member_ids: dict[str, None] = {}
     try:
-        async for page in client.pages(url, what=f"reading the members of group {group_id}"):
+        async for page in client.pages(url, what=what):
             for item in page:
                 user = decode_member(item)
-                if user is not None and not has_user_fields(item):
+                if user is None:
+                    continue
+                if not has_user_fields(item):
                     raise GraphError(
-                        f"reading the members of group {group_id}: Graph lists member ids but none of their "
-                        "attributes; the application needs the Microsoft Graph application permission "
-                        "User.Read.All (granted with admin consent)",
+                        f"{what}: Graph lists user {user.id} with its id only (limited information); "
+                        f"{missing_permission(READ_USERS)}",
                         code="GRAPH_PERMISSION",
                         status=403,
                     )
-                if user is not None:
-                    member_ids[user.id] = None
-                    found.add_user(user)
+                member_ids[user.id] = None
+                found.add_user(user)
     except BadResponse as error:
-        found.fail(GraphError(f"group {group_id}: {error}", code="GRAPH_BAD_RESPONSE"), path_of(url))
+        found.fail(GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE"), path_of(url))
         return None
     except GraphError as error:
         found.fail(error, path_of(url))
@@ -166,14 +194,27 @@ async def read_group_names(client: GraphClient, group_ids: Sequence[str], found:
     return names
 
 
-async def read_users(client: GraphClient, user_ids: Sequence[str], found: Collected) -> None:
-    """Attributes of users by id via ``$batch``; 404 marks a user deleted, other errors fail."""
-    urls = [f"/users/{segment(user_id)}?$select={USER_FIELDS}" for user_id in user_ids]
+async def read_users(client: GraphClient, user_ids: Sequence[str], found: Collected, *, assigned: bool = False) -> None:
+    """Attributes of users by id via ``$batch``.
+
+    A 404 marks a user deleted, unless the user is ``assigned``: the application's assignments
+    list it, so it exists, and Graph not finding it by id yet is replication lag (a user created
+    a moment ago): that read fails, and the next cycle reads it again.
+    """
+    urls = [f"{user_path(user_id)}?$select={USER_FIELDS}" for user_id in user_ids]
     results = await client.batch_get(urls, what="reading users")
     for user_id, result in zip(user_ids, results, strict=True):
         if result.error is not None:
-            if result.status == 404:
+            if result.status == 404 and not assigned:
                 found.deleted.add(user_id)
+            elif result.status == 404:
+                lagging = GraphError(
+                    f"reading assigned user {user_id}: Graph does not find it by id yet (a user created or "
+                    "assigned moments ago is readable after directory replication); read again next cycle",
+                    code="GRAPH_NOT_FOUND",
+                    status=404,
+                )
+                found.fail(lagging, path_of(result.url))
             else:
                 found.fail(result.error, path_of(result.url))
             continue
@@ -262,7 +303,7 @@ async def read_direct_users(client: GraphClient, user_ids: Sequence[str], found:
                 for user in listed.users.values():
                     found.add_user(user)
                 user_ids = [user_id for user_id in user_ids if user_id not in found.users]
-    await read_users(client, user_ids, found)
+    await read_users(client, user_ids, found, assigned=True)
 
 
 def build_snapshot(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 """Answers worth sending again: throttled, bad gateway, unavailable, gateway timeout."""
+BATCH_RETRYABLE_STATUSES = RETRYABLE_STATUSES | {424}
+"""Inside a ``$batch`` also 424 Failed Dependency: the item was not run because another failed."""
 
 
 @dataclass(frozen=True, slots=True)
