@@ -88,7 +88,7 @@ def _untagged_members(body: dict[str, Any]) -> None:
     """Graph tags each object of a directoryObject collection with its type; an untagged member
     (this shortened example) could be a device or a contact, so it is refused rather than guessed."""
     (item,) = decode_page(body).items
-    with pytest.raises(BadResponse, match="'@odata.type' is missing"):
+    with pytest.raises(BadResponse, match=r"'@odata\.type' is missing"):
         decode_member(item)
     member = decode_member({**item, "@odata.type": "#microsoft.graph.user"})
     assert member is not None and member.id == "11111111-2222-3333-4444-555555555555"
