@@ -13,10 +13,11 @@
   ``entra_id`` and ``target`` with each change).
 * In a dry run every line is labelled: ``[dry run]`` in text, ``"dry_run": true`` in JSON.
 
-:class:`RedactFilter` sits on the handler, so it sees every record from every logger, and removes
-anything that looks like a bearer token, an ``Authorization`` header, a ``client_secret=`` (or
-similar) parameter or a password in a URL.  Secrets are never logged on purpose; this is the
-last line of defence against a library that does.
+:class:`RedactFilter` sits on the handler, so it sees every record from every logger, and masks
+with :func:`syncd.redaction.redact` every registered secret and anything that looks like a bearer
+token, an ``Authorization`` header, a ``client_secret=`` (or similar) parameter or a password in
+a URL.  Secrets are never logged on purpose; this is the last line of defence against a library
+that does.
 """
 
 from __future__ import annotations
@@ -24,35 +25,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .config import LogConfig
-
-_REDACTED = "[redacted]"
-_SECRET_KEYS = r"client_secret|client_assertion|access_token|refresh_token|id_token|password|passwd"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"""(authorization["']?\s*[:=]\s*["']?)[^\r\n"',}]+""", re.IGNORECASE), rf"\1{_REDACTED}"),
-    (re.compile(r"(bearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE), rf"\1{_REDACTED}"),
-    (re.compile(rf"(\b(?:{_SECRET_KEYS})=)[^&\s\"',}}]+", re.IGNORECASE), rf"\1{_REDACTED}"),
-    (re.compile(rf"""(["'](?:{_SECRET_KEYS})["']\s*:\s*["'])[^"']+""", re.IGNORECASE), rf"\1{_REDACTED}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), _REDACTED),
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@", re.IGNORECASE), r"\1***@"),
-)
+from .redaction import redact
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 """Attributes every LogRecord has; anything else on a record came in through ``extra``."""
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-
-def redact(text: str) -> str:
-    """``text`` with bearer tokens, Authorization headers, secret parameters and URL passwords masked."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

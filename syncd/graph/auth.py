@@ -39,6 +39,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from ..config import LOOPBACK_HOSTS, SECRET_ENV, GraphConfig
 from ..errors import ConfigError
+from ..redaction import register_secret
 
 CREDENTIAL_NAME = "client-secret"
 TOKEN_FILE_DEFAULT_LIFETIME = 300
@@ -96,7 +97,16 @@ class SecretSource:
 
 
 def resolve_client_secret(graph: GraphConfig) -> tuple[str, SecretSource]:
-    """The client secret and where it came from, in the documented order of precedence."""
+    """The client secret and where it came from, in the documented order of precedence.
+
+    The secret is registered for masking (:mod:`syncd.redaction`) as soon as it is read.
+    """
+    secret, source = _find_client_secret(graph)
+    register_secret(secret)
+    return secret, source
+
+
+def _find_client_secret(graph: GraphConfig) -> tuple[str, SecretSource]:
     if graph.client_secret:
         log.warning(
             "graph.client_secret is written in the configuration file; prefer client_secret_file, "
@@ -157,20 +167,48 @@ def credential_problems(graph: GraphConfig) -> list[str]:
     return []
 
 
-def build_credential(graph: GraphConfig, **options: Any) -> Any:
-    """A token credential for ``graph.auth``, signing in at the authority of ``graph.cloud``.
+class SecretTokens:
+    """Wraps an ``azure.identity.aio`` credential so that every token it hands out is registered
+    for masking before anyone can print it (Graph may echo it in an error message)."""
 
-    Returns an ``azure.identity.aio`` credential (an ``AsyncTokenCredential``: close it with
-    ``await credential.close()``) or, for ``token_file``, a :class:`TokenFileCredential`.
-    ``options`` go to the azure-identity credential (tests pass a ``transport``).
-    Raises :class:`~syncd.errors.ConfigError` when the mode's inputs are missing.
-    """
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+
+    def __repr__(self) -> str:
+        return f"SecretTokens({self._credential.__class__.__name__})"
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token: AccessToken = await self._credential.get_token(*scopes, **kwargs)
+        register_secret(token.token)
+        return token
+
+    async def close(self) -> None:
+        await self._credential.close()
+
+    async def __aenter__(self) -> SecretTokens:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def build_credential(graph: GraphConfig, **options: Any) -> Any:
+    """A token credential for ``graph.auth``; every token it obtains is registered for masking."""
     mode = auth_mode(graph)
     if mode == "token_file":
         if not graph.token_file:
             raise ConfigError('graph.token_file: required for auth "token_file"')
         return TokenFileCredential(graph.token_file)
+    return SecretTokens(_azure_credential(graph, mode, **options))
 
+
+def _azure_credential(graph: GraphConfig, mode: str, **options: Any) -> Any:
+    """A token credential for ``graph.auth``, signing in at the authority of ``graph.cloud``.
+
+    An ``azure.identity.aio`` credential (an ``AsyncTokenCredential``: close it with ``await
+    credential.close()``); ``options`` go to it (tests pass a ``transport``).  Raises
+    :class:`~syncd.errors.ConfigError` when the mode's inputs are missing.
+    """
     from azure.identity.aio import (
         CertificateCredential,
         ClientSecretCredential,
@@ -251,6 +289,7 @@ class TokenFileCredential:
                 ) from None
             if not token:
                 raise ClientAuthenticationError(f"graph.token_file: {self._path} is empty")
+            register_secret(token)
             self._token = AccessToken(token, _jwt_expiry(token) or int(time.time()) + TOKEN_FILE_DEFAULT_LIFETIME)
             self._stamp = stamp
         return self._token

@@ -2,8 +2,8 @@
 
 One place decides what a failed read means: 401 GRAPH_AUTH, 403 GRAPH_PERMISSION (naming the
 application permission the path needs, from each endpoint's documented permission table),
-404 GRAPH_NOT_FOUND, 429 after every retry
-GRAPH_THROTTLED, 5xx after every retry GRAPH_UNAVAILABLE, anything else GRAPH_BAD_RESPONSE.
+404 GRAPH_NOT_FOUND, 429 after every retry GRAPH_THROTTLED, 5xx GRAPH_UNAVAILABLE (saying how
+often it was retried), a redirect and anything else GRAPH_BAD_RESPONSE.
 Messages carry Graph's own error code and message, never a token.
 """
 
@@ -84,11 +84,15 @@ def path_of(url: str) -> str:
     return path if path.startswith("/") else "/" + path
 
 
-def graph_error(status: int, body: bytes | Mapping[str, Any] | None, what: str, path: str) -> GraphError:
-    """The :class:`GraphError` for a final, unsuccessful answer ``status`` to a read of ``path``."""
+def graph_error(
+    status: int, body: bytes | Mapping[str, Any] | None, what: str, path: str, *, retries: int = 0
+) -> GraphError:
+    """The :class:`GraphError` for a final, unsuccessful answer ``status`` to a read of ``path``,
+    after ``retries`` attempts more than the first."""
     code, message = decode_error(body)
     said = f"{code}: {message}" if code and message else (code or message or "no error details")
     detail = f"{what}: Graph answered {status} ({said})"
+    tried = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
     if status == 401:
         return GraphError(
             f"{detail}; check graph.tenant_id, graph.client_id and the credential", code="GRAPH_AUTH", status=401
@@ -98,9 +102,16 @@ def graph_error(status: int, body: bytes | Mapping[str, Any] | None, what: str, 
     if status == 404:
         return GraphError(f"{detail}; {path} does not exist", code="GRAPH_NOT_FOUND", status=404)
     if status == 429:
-        return GraphError(f"{detail} after every retry", code="GRAPH_THROTTLED", status=429)
+        return GraphError(f"{detail}{tried}", code="GRAPH_THROTTLED", status=429)
     if status >= 500:
-        return GraphError(f"{detail} after every retry", code="GRAPH_UNAVAILABLE", status=status)
+        return GraphError(f"{detail}{tried}", code="GRAPH_UNAVAILABLE", status=status)
+    if 300 <= status < 400:
+        return GraphError(
+            f"{what}: Graph answered {status}, a redirect; syncd reads only the configured Graph origin "
+            "and follows no redirect",
+            code="GRAPH_BAD_RESPONSE",
+            status=status,
+        )
     return GraphError(detail, code="GRAPH_BAD_RESPONSE", status=status)
 
 

@@ -57,6 +57,8 @@ PAGE_SIZE = 999
 """The largest ``$top`` Graph accepts for users, groups, members and appRoleAssignedTo."""
 BATCH_SIZE = 20
 """Graph executes at most 20 requests per JSON ``$batch``."""
+MAX_PAGES = 100_000
+"""More pages than any directory collection can have (about 100 million objects at 999 a page)."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -152,10 +154,21 @@ class GraphClient:
             await close_credential(self.credential)
 
     def absolute(self, path_or_url: str) -> str:
-        """An absolute URL for a path relative to ``graph.base_url`` (absolute URLs pass through)."""
-        if "://" in path_or_url:
-            return path_or_url
-        return self.base_url + "/" + path_or_url.lstrip("/")
+        """An absolute URL for a path relative to ``graph.base_url``.
+
+        An absolute URL (a next link) must be of the configured Graph origin - scheme, host and
+        port - and below its version path: the token goes nowhere else, and no answer from
+        elsewhere is trusted.
+        """
+        if "://" not in path_or_url:
+            return self.base_url + "/" + path_or_url.lstrip("/")
+        if not same_origin(path_or_url, self.base_url):
+            raise GraphError(
+                f"Graph pointed to {_origin_text(path_or_url)}, outside the configured Graph "
+                f"{_origin_text(self.base_url)}; syncd sends its token and trusts answers only there",
+                code="GRAPH_BAD_RESPONSE",
+            )
+        return path_or_url
 
     # ------------------------------------------------------------------ one HTTP exchange
 
@@ -220,7 +233,7 @@ class GraphClient:
             else:
                 if 200 <= response.status < 300:
                     return response
-                failure = graph_error(response.status, response.content, what, path)
+                failure = graph_error(response.status, response.content, what, path, retries=attempt)
                 if response.status == 429:
                     self.stats.throttled += 1
                 if response.status not in RETRYABLE_STATUSES:
@@ -246,17 +259,32 @@ class GraphClient:
         """Every page of a collection, following ``@odata.nextLink`` to the end.
 
         Graph's next links are absolute and opaque (they carry a ``$skiptoken``); they are sent
-        as they are.  Raises :class:`GraphError` on the first page that cannot be read.
+        as they are, and only to the configured Graph origin (:meth:`absolute`).  A listing that
+        does not end is not an answer: a next link already followed, a page holding only objects
+        already listed, or more than :data:`MAX_PAGES` pages fail the read (GRAPH_BAD_RESPONSE),
+        so memory stays bounded.  Raises :class:`GraphError` on the first page that cannot be read.
         """
         next_url: str | None = url
         followed: set[str] = set()
+        seen_ids: set[str] = set()
         while next_url is not None:
             followed.add(next_url)
+            if len(followed) > MAX_PAGES:
+                raise GraphError(
+                    f"{what}: more than {MAX_PAGES} pages; the listing never ends", code="GRAPH_BAD_RESPONSE"
+                )
             body = await self.get_json(next_url, what=what)
             try:
                 page = decode_page(body, what)
             except BadResponse as error:
                 raise GraphError(str(error), code="GRAPH_BAD_RESPONSE") from None
+            ids = [item_id for item in page.items if isinstance(item_id := item.get("id"), str)]
+            if ids and len(ids) == len(page.items) and seen_ids.issuperset(ids):
+                raise GraphError(
+                    f"{what}: a page lists again only objects already listed; the listing goes round in a circle",
+                    code="GRAPH_BAD_RESPONSE",
+                )
+            seen_ids.update(ids)
             yield page.items
             next_url = page.next_link
             if next_url is not None and next_url in followed:
@@ -384,6 +412,30 @@ def _decode_base64_json(text: str) -> Any:
         return None
 
 
+def same_origin(url: str, base_url: str) -> bool:
+    """Whether ``url`` has the scheme, host and port of ``base_url`` and lies below its path."""
+    try:
+        target, base = urlsplit(url), urlsplit(base_url)
+        ports = (target.port, base.port)
+    except ValueError:
+        return False
+    defaults = {"http": 80, "https": 443}
+    return (
+        target.scheme.lower() == base.scheme.lower()
+        and (target.hostname or "") == (base.hostname or "")
+        and (ports[0] or defaults.get(target.scheme.lower())) == (ports[1] or defaults.get(base.scheme.lower()))
+        and (target.path + "/").startswith(base.path.rstrip("/") + "/")
+    )
+
+
+def _origin_text(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    except ValueError:
+        return "an unreadable address"
+
+
 def _describe(error: httpx.TransportError) -> str:
     text = str(error).strip()
     name = error.__class__.__name__
@@ -408,16 +460,14 @@ def check_base_url(base_url: str) -> None:
 
 
 def _http_client(graph: GraphConfig) -> httpx.AsyncClient:
-    """The SDK's HTTP client with Graph's middleware minus the RetryHandler.
+    """The SDK's HTTP client with Graph's middleware minus the RetryHandler and the RedirectHandler.
+
+    No directory read syncd makes is answered with a redirect; one that points elsewhere is not
+    followed (a 3xx is a failed read), so no answer from another origin is ever taken.
 
     HTTP/2 lets the concurrent requests share one TLS connection to graph.microsoft.com.
     """
-    from kiota_http.middleware import (
-        ParametersNameDecodingHandler,
-        RedirectHandler,
-        UrlReplaceHandler,
-        UserAgentHandler,
-    )
+    from kiota_http.middleware import ParametersNameDecodingHandler, UrlReplaceHandler, UserAgentHandler
     from msgraph_core import GraphClientFactory
     from msgraph_core.middleware import GraphTelemetryHandler
 
@@ -425,7 +475,6 @@ def _http_client(graph: GraphConfig) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=max(graph.max_concurrency, 1) + 2, max_keepalive_connections=None)
     client = httpx.AsyncClient(timeout=httpx.Timeout(graph.timeout_seconds), http2=True, limits=limits)
     middleware = [
-        RedirectHandler(),
         ParametersNameDecodingHandler(),
         UrlReplaceHandler(),
         UserAgentHandler(),

@@ -97,15 +97,16 @@ def _required(item: Mapping[str, Any], key: str, what: str) -> str:
 def decode_service_principal(body: Mapping[str, Any]) -> ServicePrincipalInfo:
     """``GET /servicePrincipals/{id}?$select=id,appId,displayName,appRoles``.
 
-    ``appRoles`` lists the roles the application defines; Graph does not list the implicit
-    "Default Access" role (id all zeros) that an assignment without a role carries.
+    ``appRoles`` lists the roles the application defines (required: it is selected); Graph does
+    not list the implicit "Default Access" role (id all zeros) that an assignment without a role
+    carries.
     """
     what = "service principal"
-    roles_json = body.get("appRoles", [])
-    if roles_json is None:
-        roles_json = []
+    roles_json = body.get("appRoles")
     if not isinstance(roles_json, list):
-        raise BadResponse(f"{what}: 'appRoles' is not a list")
+        # selected, so always there ([] when the application defines none): without it every
+        # user's type would be read from no roles at all
+        raise BadResponse(f"{what}: 'appRoles' is missing or not a list")
     roles = []
     for index, role in enumerate(roles_json):
         where = f"{what}: appRoles[{index}]"
@@ -237,6 +238,21 @@ def decode_id_list(body: Mapping[str, Any], what: str) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
         raise BadResponse(f"{what}: 'value' is not a list of ids")
     return list(values)
+
+
+def check_identity(body: Mapping[str, Any], key: str, what: str, *, key_property: str = "userPrincipalName") -> None:
+    """An object read by ``key`` (its id, or ``key_property`` such as a UPN) must be that object.
+
+    A ``$batch`` answer or a GET whose body names another object is not an answer to the
+    question asked, and must not stand in for it.
+    """
+    body_id = body.get("id")
+    if isinstance(body_id, str) and body_id.lower() == key.lower():
+        return
+    other = body.get(key_property)
+    if isinstance(other, str) and other.lower() == key.lower():
+        return
+    raise BadResponse(f"{what}: asked for {key!r}, the answer is object {body_id!r}")
 
 
 def decode_batch_response(body: Mapping[str, Any]) -> dict[str, BatchItemResponse]:

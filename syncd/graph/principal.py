@@ -16,7 +16,7 @@ from ..errors import GraphError, InputError, SyncdError
 from ..model import Snapshot, SourceGroup, SourceUser
 from .classify import odata_equals, path_of, query_value, segment, user_path
 from .client import PAGE_SIZE, GraphClient, gather_all
-from .decode import BadResponse, decode_group, decode_id_list, decode_user, load_object
+from .decode import BadResponse, check_identity, decode_group, decode_id_list, decode_user, load_object
 from .reads import (
     GROUP_FIELDS,
     GUID,
@@ -75,7 +75,7 @@ async def fetch_principal_async(
     principal itself (``subjects``): a user out of scope is unassigned, an id Graph answers 404
     for is deleted, and a group out of scope (or deleted) loses its team.
     """
-    if (user is None) == (group is None):
+    if (user is None) == (group is None) or not (user or group or "").strip():
         raise InputError("name exactly one user or one group")
     found = Collected()
     service_principal = await read_application(client, graph, found)
@@ -118,6 +118,7 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
     None for an object id Graph answers 404 for (a deleted user).
     """
     what = f"reading user {user}"
+    key_property = "userPrincipalName"
     try:
         body = await client.get_json(f"{user_path(user)}?$select={USER_FIELDS}", what=what)
     except GraphError as error:
@@ -135,8 +136,9 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
             raise SyncdError(
                 f"no user {user!r} in Entra ID (by id, userPrincipalName or mail)", code="NOT_FOUND"
             ) from None
-        body = items[0]
+        body, key_property = items[0], "mail"
     try:
+        check_identity(body, user, what, key_property=key_property)
         return decode_user(body, fallback_id=user if GUID.match(user) else None)
     except BadResponse as error:
         raise GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE") from None
@@ -151,7 +153,9 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None
     try:
         if GUID.match(group):
             try:
-                return decode_group(await client.get_json(f"/groups/{group}?$select={GROUP_FIELDS}", what=what))
+                body = await client.get_json(f"/groups/{group}?$select={GROUP_FIELDS}", what=what)
+                check_identity(body, group, what, key_property="id")
+                return decode_group(body)
             except GraphError as error:
                 if error.status != 404:
                     raise
@@ -160,6 +164,9 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None
             f"/groups?$filter={query_value(odata_equals('displayName', group))}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
         )
         matches = [decode_group(item) for item in await client.collect(url, what=f"finding group {group!r}")]
+        for _, name in matches:
+            if name.lower() != group.lower():
+                raise BadResponse(f"asked for the groups named {group!r}, the answer holds {name!r}")
     except BadResponse as error:
         raise GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE") from None
     if not matches:

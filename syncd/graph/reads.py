@@ -21,6 +21,7 @@ from .client import BATCH_SIZE, PAGE_SIZE, GraphClient
 from .decode import (
     BadResponse,
     ServicePrincipalInfo,
+    check_identity,
     decode_assignment,
     decode_group,
     decode_member,
@@ -35,7 +36,7 @@ log = logging.getLogger("syncd.graph")
 
 USER_FIELDS = "id,userPrincipalName,mail,displayName,jobTitle,accountEnabled"
 GROUP_FIELDS = "id,displayName"
-ASSIGNMENT_FIELDS = "principalId,principalType,appRoleId"
+ASSIGNMENT_FIELDS = "id,principalId,principalType,appRoleId"
 SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,appRoles"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -63,6 +64,10 @@ async def read_service_principal(client: GraphClient, graph: GraphConfig) -> Ser
             ) from None
         raise
     try:
+        if graph.service_principal_id:
+            check_identity(body, graph.service_principal_id, what, key_property="id")
+        else:
+            check_identity(body, graph.app_id, what, key_property="appId")
         return decode_service_principal(body)
     except BadResponse as error:
         raise GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE") from None
@@ -91,16 +96,17 @@ UNREAD_APPLICATION = ServicePrincipalInfo(id="", app_id="", display_name="", app
 
 
 async def read_application(client: GraphClient, graph: GraphConfig, found: Collected) -> ServicePrincipalInfo | None:
-    """The service principal, or None when the application may not read it (403, recorded in ``found``).
+    """The service principal, or None when it may not be read (403) or its answer cannot be
+    trusted (no ``appRoles``, another object): the failure is recorded in ``found``.
 
-    Without Application.Read.All nothing about the application is known: the snapshot holds no
-    assignments and the failure, so it is incomplete and nothing is deprovisioned by absence.
+    Then nothing about the application is known: the snapshot holds no assignments and the
+    failure, so it is incomplete, nothing is deprovisioned by absence and no type is lowered.
     Any other failure (a wrong id, 401, Graph down) raises.
     """
     try:
         return await read_service_principal(client, graph)
     except GraphError as error:
-        if error.code != "GRAPH_PERMISSION":
+        if error.code not in ("GRAPH_PERMISSION", "GRAPH_BAD_RESPONSE"):
             raise
         found.fail(error, "/servicePrincipals")
         return None
@@ -188,6 +194,7 @@ async def read_group_names(client: GraphClient, group_ids: Sequence[str], found:
             found.fail(result.error, path_of(result.url))
             continue
         try:
+            check_identity(result.body, group_id, f"reading group {group_id}", key_property="id")
             names[group_id] = decode_group(result.body)[1]
         except BadResponse as error:
             found.fail(GraphError(str(error), code="GRAPH_BAD_RESPONSE"), path_of(result.url))
@@ -219,6 +226,7 @@ async def read_users(client: GraphClient, user_ids: Sequence[str], found: Collec
                 found.fail(result.error, path_of(result.url))
             continue
         try:
+            check_identity(result.body, user_id, f"reading user {user_id}")
             found.add_user(decode_user(result.body, fallback_id=user_id))
         except BadResponse as error:
             found.fail(GraphError(str(error), code="GRAPH_BAD_RESPONSE"), path_of(result.url))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from syncd.simulator.responses import GraphError
@@ -24,10 +24,11 @@ class FailureRule:
     remaining: int | None
     retry_after: str | None
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
     def error(self) -> GraphError:
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
-        return GraphError(self.status, headers=headers, body=self.body)
+        return GraphError(self.status, headers={**headers, **self.headers}, body=self.body)
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ class Faults:
         times: int | None = 1,
         retry_after: str | float | None = None,
         body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if times is not None and times <= 0:
             return
@@ -61,6 +63,7 @@ class Faults:
             times,
             None if retry_after is None else str(retry_after),
             body,
+            dict(headers or {}),
         )
         with self._lock:
             self._failures.append(rule)

@@ -161,13 +161,15 @@ class Simulator:
         times: int | None = 1,
         retry_after: str | float | None = None,
         body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer the next ``times`` requests matching ``path_regex`` with ``status`` (None: forever).
 
-        The body is Graph's error JSON unless ``body`` is given (a dict, or text sent verbatim).
-        Items of a ``$batch`` are matched too and fail on their own.
+        The body is Graph's error JSON unless ``body`` is given (a dict, or text sent verbatim);
+        ``headers`` are added (a ``Location`` for a redirect).  Items of a ``$batch`` are matched
+        too and fail on their own.  Any status can be given, 200 included, to serve a made-up answer.
         """
-        self._faults.add_failure(path_regex, status, times, retry_after, body)
+        self._faults.add_failure(path_regex, status, times, retry_after, body, headers)
 
     def throttle(self, times: int | None = 2, retry_after: str | float = "2.128", path_regex: str = ".*") -> None:
         """Answer the next ``times`` matching requests 429 with Graph's throttling body and Retry-After."""
