@@ -89,3 +89,13 @@ def test_secret_is_not_in_the_repr():
         {"graph": {"service_principal_id": "sp", "tenant_id": "t", "client_id": "c", "client_secret": "hunter2"}}
     )
     assert "hunter2" not in repr(loaded)
+
+
+def test_the_example_store_url_names_an_absolute_path():
+    """``sqlite:///var/lib/...`` (three slashes) would be a path relative to the working directory."""
+    from sqlalchemy.engine import make_url
+
+    (line,) = [line for line in EXAMPLE.read_text().splitlines() if line.startswith("# url = ")]
+    url = line.split('"')[1]
+    database = make_url(build({"store": {"url": url}}).store.url).database
+    assert database is not None and Path(database).is_absolute(), database
