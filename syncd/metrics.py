@@ -2,7 +2,8 @@
 
 :class:`Metrics` keeps its own :class:`~prometheus_client.CollectorRegistry` (never the global
 one, so tests and embedders can hold several) and the little state the health check needs.
-:class:`MetricsServer` serves it from ``[daemon] metrics_address`` on a threaded HTTP server:
+:class:`MetricsServer` serves it from ``[daemon] metrics_address`` through
+:class:`~syncd.metrics_server.HttpServer` (one thread, timeouts and limits for every client):
 
 ``/metrics``
     Prometheus text (or OpenMetrics when the scraper asks for it):
@@ -31,21 +32,20 @@ one, so tests and embedders can hold several) and the little state the health ch
     ``paused`` (an operator's decision); so does a successful run of another process sharing the
     store (the other daemon of a high-availability pair, or ``syncd sync``), read from the store
     after each cycle.  ``incomplete`` (Graph could not be read in full), ``refused``, ``failed``
-    and ``locked`` do not: a lock that is never released shows as unhealthy.
+    and ``locked`` do not: a lock that is never released shows as unhealthy.  Every text in the
+    answer passes through :func:`~syncd.redaction.redact` first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -54,6 +54,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from .changes import OPS
+from .metrics_server import HttpServer, Limits, Request, Response
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .reconcile import RunResult
@@ -207,7 +209,12 @@ class Metrics:
     # ------------------------------------------------------------------ health
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON body) for ``/healthz``."""
+        """(HTTP status, JSON body) for ``/healthz``; every text in it passes through
+        :func:`~syncd.redaction.redact`, since a cycle's message may quote what Graph answered."""
+        status, body = self._health()
+        return status, {key: redact(value) if isinstance(value, str) else value for key, value in body.items()}
+
+    def _health(self) -> tuple[int, dict[str, Any]]:
         now = self.clock()
         with self._lock:
             window = 2 * self._interval + self._jitter
@@ -245,80 +252,42 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "syncd"
-
-    def do_GET(self) -> None:
-        self._answer(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(send_body=False)
-
-    def _answer(self, *, send_body: bool) -> None:
-        path = self.path.split("?", 1)[0]
-        metrics = self.server.metrics
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(HTTPStatus.OK, content_type, encoder(metrics.registry), send_body)
-        elif path == "/healthz":
-            status, body = metrics.health()
-            self._send(status, "application/json", json.dumps(body).encode() + b"\n", send_body)
-        elif path == "/":
-            self._send(HTTPStatus.OK, "text/plain; charset=utf-8", b"syncd: /metrics /healthz\n", send_body)
-        else:
-            self._send(
-                HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found; try /metrics or /healthz\n", send_body
-            )
-
-    def _send(self, status: int, content_type: str, body: bytes, send_body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    metrics: Metrics
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 class MetricsServer:
-    """Serves ``/metrics`` and ``/healthz`` for one :class:`Metrics` on a background thread."""
+    """Serves ``/metrics`` and ``/healthz`` for one :class:`Metrics` from a background thread.
 
-    def __init__(self, address: str, metrics: Metrics) -> None:
+    The HTTP part (timeouts, limits, one thread however many clients) is
+    :class:`~syncd.metrics_server.HttpServer`; this class only knows the paths.
+    """
+
+    def __init__(self, address: str, metrics: Metrics, limits: Limits | None = None) -> None:
         self.address = address
         self.metrics = metrics
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.limits = limits or Limits()
+        self._server: HttpServer | None = None
 
     def start(self) -> None:
         """Bind and serve; raises OSError when the address cannot be bound."""
         host, port = parse_address(self.address)
-        server_class = _Server6 if ":" in host else _Server
-        server = server_class((host, port), _Handler)
-        server.metrics = self.metrics
+        server = HttpServer(host, port, self.answer, self.limits, name="syncd-metrics")
+        server.start()
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="syncd-metrics", daemon=True
-        )
-        self._thread.start()
         log.info("serving /metrics and /healthz on %s", self.url)
+
+    def answer(self, request: Request) -> Response:
+        if request.path == "/metrics":
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Response(HTTPStatus.OK, content_type, encoder(self.metrics.registry))
+        if request.path == "/healthz":
+            status, body = self.metrics.health()
+            return Response(HTTPStatus(status), "application/json", json.dumps(body).encode() + b"\n")
+        if request.path == "/":
+            return Response.text(HTTPStatus.OK, "syncd: /metrics /healthz")
+        return Response.text(HTTPStatus.NOT_FOUND, "not found; try /metrics or /healthz")
 
     @property
     def port(self) -> int:
         assert self._server is not None, "not started"
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -327,11 +296,7 @@ class MetricsServer:
         return f"http://{shown}:{self.port}"
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        """Close the port and every open connection; returns within moments."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from syncd.changes import AddMember, CreateTeam, Plan, Problem
 from syncd.errors import ExitCode
 from syncd.metrics import Metrics, MetricsServer, parse_address
 from syncd.reconcile import RunResult
+from syncd.redaction import register_secret
 
 
 class Clock:
@@ -225,6 +227,35 @@ def test_a_refused_cycle_is_not_a_success(metrics: Metrics, server: MetricsServe
 def test_paused_cycles_set_the_paused_gauge(metrics: Metrics, server: MetricsServer) -> None:
     metrics.record_result(RunResult("paused", ExitCode.OK), duration=0)
     assert samples(server)[("syncd_paused", ())] == 1
+
+
+def test_health_never_shows_a_secret(metrics: Metrics, server: MetricsServer) -> None:
+    secret = "health-check-secret-4f9a1c"
+    register_secret(secret)
+    metrics.record_error(
+        "GRAPH_AUTH", f"Graph said: client_secret={secret} and Authorization: Bearer abc.def.ghi", duration=1
+    )
+    status, _, raw = get(server.url + "/healthz")
+    assert status == 503
+    assert secret not in raw.decode() and "abc.def.ghi" not in raw.decode()
+    body = json.loads(raw)
+    assert "[redacted]" in body["reason"] and "[redacted]" in body["last_message"]
+
+
+def test_query_strings_and_absolute_targets_reach_the_same_path(server: MetricsServer) -> None:
+    assert get(server.url + "/metrics?name[]=syncd_runs_total")[0] == 200
+    host = server.url.removeprefix("http://")
+    answer = exchange(server, f"GET http://{host}/healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 503 ")
+
+
+def exchange(server: MetricsServer, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
 
 
 def test_other_paths_are_404_and_head_has_no_body(server: MetricsServer) -> None:
