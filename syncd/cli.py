@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .config import CONFIG_ENV, Config, load
 from .errors import CODES, ExitCode, SyncdError, exit_code_for
+from .model import EMAIL_LENGTH, escape, unstorable
 
 # --------------------------------------------------------------------------- plumbing
 
@@ -56,11 +57,29 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    """JSON output: ``ensure_ascii`` escapes every control character, lone surrogate and bidi
+    override as ``\\uXXXX``, so nothing Graph sent can act on the terminal."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=True))
+
+
+def show(value: object) -> str:
+    """A value from Graph or the store, safe to print: control characters (ESC, NUL, newlines),
+    lone surrogates and bidirectional overrides appear as escapes such as ``\\x1b``."""
+    return escape(str(value))
+
+
+def show_message(message: object) -> str:
+    """A message that may span lines on purpose (a configuration error lists one problem a line):
+    each line is escaped, the line breaks kept."""
+    return "\n".join(escape(line) for line in str(message).split("\n"))
+
+
+def error_line(error: SyncdError) -> str:
+    return f"syncd: error [{error.code}]: {show_message(error)}"
 
 
 def fail(error: SyncdError) -> NoReturn:
-    click.echo(f"syncd: error [{error.code}]: {error}", err=True)
+    click.echo(error_line(error), err=True)
     raise SystemExit(int(error.exit_code))
 
 
@@ -109,10 +128,17 @@ def _print_plan_text(result: Any) -> None:
     from .render import to_text
 
     click.echo(to_text(result.plan))
-    for failure in result.failures:
-        click.echo(f"! graph read failed [{failure['code']}] {failure['path']}: {failure['message']}", err=True)
+    _print_failures(result)
     for refusal in result.refusals:
-        click.echo(f"! refused [{refusal.code}]: {refusal.message}", err=True)
+        click.echo(f"! refused [{refusal.code}]: {show(refusal.message)}", err=True)
+
+
+def _print_failures(result: Any) -> None:
+    for failure in result.failures:
+        click.echo(
+            f"! graph read failed [{show(failure['code'])}] {show(failure['path'])}: {show(failure['message'])}",
+            err=True,
+        )
 
 
 def _result_json(result: Any) -> dict[str, Any]:
@@ -199,7 +225,12 @@ def sync(
     from .progress import make_progress
     from .reconcile import RunOptions
 
-    if user and group:
+    for option, value in (("--user", user), ("--group", group)):
+        if value is not None and not value.strip():
+            raise click.UsageError(f"{option} needs a name, an email or an id, not an empty value")
+        if value is not None and (problem := unstorable(value, EMAIL_LENGTH)):
+            raise click.UsageError(f"{option} {show(value)}: {problem}")
+    if user is not None and group is not None:
         raise click.UsageError("give --user or --group, not both")
     if (user or group) and snapshot_path:
         raise click.UsageError("--user/--group read Microsoft Graph; they cannot be combined with --from-snapshot")
@@ -247,13 +278,12 @@ def _sigterm_interrupts() -> Iterator[None]:
 def _print_sync_summary(result: Any) -> None:
 
     if result.status == "paused":
-        click.echo(f"Paused: {result.message}")
+        click.echo(f"Paused: {show(result.message)}")
         return
-    for failure in result.failures:
-        click.echo(f"! graph read failed [{failure['code']}] {failure['path']}: {failure['message']}", err=True)
+    _print_failures(result)
     if result.status == "refused":
         for refusal in result.refusals:
-            click.echo(f"syncd: refused [{refusal.code}]: {refusal.message}", err=True)
+            click.echo(f"syncd: refused [{refusal.code}]: {show(refusal.message)}", err=True)
         return
     counts = result.applied_counts
     changes = ", ".join(f"{n} {op.replace('_', ' ')}" for op, n in counts.items()) or "no changes"
@@ -296,7 +326,7 @@ def snapshot(context: Context, out_path: str) -> None:
     else:
         write_snapshot(captured, out_path)
         click.echo(
-            f"Wrote {out_path}: {len(captured.users)} users, {len(captured.groups)} groups, "
+            f"Wrote {show(out_path)}: {len(captured.users)} users, {len(captured.groups)} groups, "
             f"{len(captured.assignments)} assignments" + ("" if captured.complete else " (incomplete)"),
             err=True,
         )
@@ -317,7 +347,7 @@ def check(context: Context) -> None:
         fail(ConfigError("graph: no [graph] section with service_principal_id or app_id (see config.example.toml)"))
     steps = fetch.check(config.graph, config.sync)
     for step in steps:
-        click.echo(f"{'OK  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
+        click.echo(f"{'OK  ' if step.ok else 'FAIL'} {show(step.name)}: {show(step.detail)}")
     raise SystemExit(0 if all(step.ok for step in steps) else 1)
 
 
@@ -368,9 +398,9 @@ def users(ctx: click.Context, as_json: bool) -> None:
         emit_json(rows)
         return
     for row in rows:
-        state = "active" if row["active"] else f"inactive ({row.get('inactive_reason') or 'local'})"
+        state = "active" if row["active"] else f"inactive ({show(row.get('inactive_reason') or 'local')})"
         managed = "managed" if row["managed"] else "local"
-        click.echo(f"{row['email']}\t{row['name']}\t{row['user_type']}\t{state}\t{managed}")
+        click.echo(f"{show(row['email'])}\t{show(row['name'])}\t{show(row['user_type'])}\t{state}\t{managed}")
     active = sum(1 for row in rows if row["active"])
     click.echo(f"{len(rows)} users, {active} active (seats).")
 
@@ -389,16 +419,18 @@ def users(ctx: click.Context, as_json: bool) -> None:
 def users_create(context: Context, email: str, name: str, user_type: str) -> None:
     """Create a local (unmanaged) user, as the application's own admins do by hand."""
     from .errors import InputError
-    from .model import BUILTIN_USER_TYPES, normalise_name
+    from .model import BUILTIN_USER_TYPES, email_problem, is_custom_role_id, normalise_name, shown
 
-    if user_type not in BUILTIN_USER_TYPES and not user_type.isdigit():
-        fail(InputError(f"--type {user_type!r}: must be admin, member, viewer, guest or a custom role id"))
-    if "@" not in email or " " in email.strip():
-        fail(InputError(f"{email!r} is not an email address"))
+    if user_type not in BUILTIN_USER_TYPES and not is_custom_role_id(user_type):
+        fail(InputError(f"--type {shown(user_type)}: must be admin, member, viewer, guest or a custom role id"))
+    address = email.strip().lower()
+    why = email_problem(address)  # the rule a Graph user's email meets, so both backends take it
+    if why is not None:
+        fail(InputError(f"{shown(email)} is not an email address: it {why}"))
     if not normalise_name(name):
-        fail(InputError(f"--name {name!r}: a user needs a name (letters or digits)"))
-    row = context.store.create_local_user(email.strip(), normalise_name(name), user_type)
-    click.echo(f"Created local user {row['email']}.")
+        fail(InputError(f"--name {shown(name)}: a user needs a name (letters or digits)"))
+    row = context.store.create_local_user(address, normalise_name(name), user_type)
+    click.echo(f"Created local user {show(row['email'])}.")
 
 
 @cli.group(invoke_without_command=True)
@@ -413,8 +445,9 @@ def teams(ctx: click.Context, as_json: bool) -> None:
         emit_json(rows)
         return
     for row in rows:
-        managed = f"managed by {row['entra_id']}" if row["managed"] else "local"
-        click.echo(f"{row['name']}\t{managed}\t{len(row['members'])} members: {', '.join(row['members'])}")
+        managed = f"managed by {show(row['entra_id'])}" if row["managed"] else "local"
+        members = ", ".join(show(member) for member in row["members"])
+        click.echo(f"{show(row['name'])}\t{managed}\t{len(row['members'])} members: {members}")
     click.echo(f"{len(rows)} teams.")
 
 
@@ -425,11 +458,21 @@ def teams(ctx: click.Context, as_json: bool) -> None:
 def teams_create(context: Context, name: str, members: tuple[str, ...]) -> None:
     """Create a local (unmanaged) team."""
     from .errors import InputError
+    from .model import NAME_LENGTH, email_problem, shown, unstorable
 
-    if not name.strip():
+    name = " ".join(name.split())
+    if not name:
         fail(InputError("a team needs a name"))
-    row = context.store.create_local_team(name.strip(), [m.strip().lower() for m in members])
-    click.echo(f"Created local team {row['name']} with {len(row['members'])} members.")
+    why = unstorable(name, NAME_LENGTH)  # the rule a group's name meets, so both backends take it
+    if why is not None:
+        fail(InputError(f"team name {shown(name)} {why}"))
+    emails = [member.strip().lower() for member in members]
+    for email in emails:
+        why = email_problem(email)
+        if why is not None:
+            fail(InputError(f"--member {shown(email)} is not an email address: it {why}"))
+    row = context.store.create_local_team(name, emails)
+    click.echo(f"Created local team {show(row['name'])} with {len(row['members'])} members.")
 
 
 # --------------------------------------------------------------------------- state and history
@@ -452,7 +495,7 @@ def status(context: Context, as_json: bool) -> None:
     last = data["last_run"]
     if last:
         click.echo(
-            f"Last run: #{last['id']} {last['status']}, started {last['started_at']}, "
+            f"Last run: #{last['id']} {show(last['status'])}, started {last['started_at']}, "
             f"finished {last['finished_at'] or '-'}, {last['changes']} changes"
         )
     else:
@@ -471,8 +514,8 @@ def history(context: Context, limit: int, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(
-            f"#{row['id']}\t{row['started_at']}\t{row['status']}\t{row['trigger']}\t"
-            f"{row['changes']} changes\t{row['errors']} errors\t{row.get('message') or ''}"
+            f"#{row['id']}\t{row['started_at']}\t{show(row['status'])}\t{show(row['trigger'])}\t"
+            f"{row['changes']} changes\t{row['errors']} errors\t{show(row.get('message') or '')}"
         )
     if not rows:
         click.echo("No runs yet.")
@@ -492,10 +535,10 @@ def log_command(context: Context, run_id: int | None, limit: int | None, as_json
         emit_json(rows)
         return
     for row in rows:
-        code = f" [{row['error_code']}]" if row.get("error_code") else ""
-        message = f": {row['message']}" if row.get("message") else ""
+        code = f" [{show(row['error_code'])}]" if row.get("error_code") else ""
+        message = f": {show(row['message'])}" if row.get("message") else ""
         click.echo(
-            f"{row['at']}\t{row['status']}{code}\t{row['op']}\t{row['target']}\t"
+            f"{row['at']}\t{show(row['status'])}{code}\t{show(row['op'])}\t{show(row['target'])}\t"
             f"{json.dumps(row.get('before'))} -> {json.dumps(row.get('after'))}{message}"
         )
     if not rows:
@@ -574,7 +617,7 @@ def config_check(context: Context) -> None:
         problems = credential_problems(config.graph)
         if problems:
             raise ConfigError(problems)
-    click.echo(f"{config.path or '(no file: all defaults)'}: OK")
+    click.echo(f"{show(config.path or '(no file: all defaults)')}: OK")
 
 
 # --------------------------------------------------------------------------- entry point
@@ -601,7 +644,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             click.echo("Aborted.", err=True)
             code = 1
     except SyncdError as error:
-        click.echo(f"syncd: error [{error.code}]: {error}", err=True)
+        click.echo(error_line(error), err=True)
         code = int(exit_code_for(error))
     except KeyboardInterrupt:
         click.echo("Interrupted; nothing half-applied was kept.", err=True)
@@ -610,7 +653,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if os.environ.get("SYNCD_DEBUG"):
             raise
         click.echo(
-            f"syncd: internal error: {type(error).__name__}: {_redact(str(error))} (set SYNCD_DEBUG=1 for a traceback)",
+            f"syncd: internal error: {type(error).__name__}: {show_message(_redact(str(error)))} "
+            "(set SYNCD_DEBUG=1 for a traceback)",
             err=True,
         )
         code = 1
@@ -618,6 +662,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def _redact(text: str) -> str:
-    from .logs import redact
+    from .redaction import redact
 
     return redact(text)

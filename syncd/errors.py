@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from .model import escape
+from .redaction import redact
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -41,9 +44,28 @@ _CODES = (
         "Make the addresses unique in Entra ID, or remove or rename the conflicting local user (`syncd users`).",
     ),
     ErrorCode(
+        "USER_NOT_READ",
+        "A user in scope (assigned, or a member of an assigned group) has no user object in what Graph "
+        "returned; it is left exactly as it is (never deactivated, changed or removed from a team).",
+        "Nothing if it passes; the next run reads the user again. If it persists, check the user in Entra ID "
+        "and run `syncd check`.",
+    ),
+    ErrorCode(
+        "USER_INVALID",
+        "A user's id, jobTitle or other value cannot be stored (a control character, NUL, a lone surrogate, "
+        "or longer than its column); the user is left exactly as it is.",
+        "Correct the named attribute in Entra ID.",
+    ),
+    ErrorCode(
         "TEAM_NAME_CONFLICT",
         "Two assigned groups have the same name, or a group's name is taken by a team another group manages.",
         "Rename one of the groups in Entra ID.",
+    ),
+    ErrorCode(
+        "TEAM_INVALID",
+        "A group's id or displayName cannot be stored (empty, a control character, NUL, a lone surrogate, or "
+        "more than 255 characters); its team is left exactly as it is.",
+        "Rename the group in Entra ID.",
     ),
     ErrorCode(
         "APPLY_FAILED",
@@ -161,7 +183,9 @@ class SyncdError(Exception):
     exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
+        # a token Graph echoes in an error never travels on; nor does a control character, NUL or
+        # lone surrogate it sent (line breaks stay: a configuration error lists a problem a line)
+        super().__init__(redact("\n".join(escape(line) for line in message.split("\n"))))
         if code is not None:
             self.code = code
         if self.code in USAGE_CODES:

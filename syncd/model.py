@@ -167,16 +167,90 @@ class Policy:
     role_map: Mapping[str, str] = field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------- what the store can hold
+
+EMAIL_LENGTH = 320
+"""The longest email (and username) the store holds, in characters."""
+NAME_LENGTH = 255
+"""The longest user name or team name the store holds."""
+TITLE_LENGTH = NAME_LENGTH
+"""The longest job title the store holds."""
+ENTRA_ID_LENGTH = 64
+"""The longest Entra object id the store holds (Graph's ids are 36-character GUIDs)."""
+USER_TYPE_LENGTH = 32
+"""The longest user type (a custom role id has at most this many digits)."""
+
+_CONTROL = "\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
+_SURROGATE = "\ud800-\udfff"  # halves of a UTF-16 pair: no UTF-8 encoding exists for one alone
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # marks, embeddings, overrides, isolates
+_LINE_SEPARATORS = "\u2028\u2029"
+_UNSTORABLE = re.compile(f"[{_CONTROL}{_SURROGATE}]")
+_UNSAFE_TO_SHOW = re.compile(f"[{_CONTROL}{_SURROGATE}{_BIDI}{_LINE_SEPARATORS}]")
+
+
+def unstorable(value: str, limit: int) -> str | None:
+    r"""Why ``value`` cannot be stored in a column of ``limit`` characters; None when it can.
+
+    The one rule for every string syncd writes (emails, names, titles, ids, user types), the same
+    on SQLite and PostgreSQL: Unicode scalar values only (a lone surrogate such as U+DFFF, which
+    JSON's ``"\udfff"`` can carry, has no UTF-8 encoding), no NUL (PostgreSQL refuses it in text),
+    no other C0 or C1 control character (a tab, a newline or an escape sequence belongs in none of
+    these fields), and at most ``limit`` characters (PostgreSQL refuses longer values, SQLite
+    would keep them).
+    """
+    found = _UNSTORABLE.search(value)
+    if found is not None:
+        char = found.group()
+        kind = "NUL" if char == "\0" else "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+        return f"contains {kind} ({escape(char)}) at position {found.start()}"
+    if len(value) > limit:
+        return f"is {len(value)} characters long, more than {limit}"
+    return None
+
+
+def escape(text: str) -> str:
+    r"""``text`` safe to print on a terminal and to store: every C0 and C1 control character (NUL,
+    newline and ESC included), DEL, lone surrogate, bidirectional control (U+202A-U+202E,
+    U+2066-U+2069, U+200E, U+200F, U+061C) and line or paragraph separator becomes a visible
+    escape, ``\x1b`` or ``\u202e``.  Everything else is kept as it is."""
+    return _UNSAFE_TO_SHOW.sub(_escape_char, text)
+
+
+def _escape_char(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``value`` quoted for a message: escaped, and cut to ``limit`` characters if longer."""
+    text = escape(repr(value)) if isinstance(value, str) else escape(str(value))
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 # --------------------------------------------------------------------------- normalisation
 
 _SPACES = re.compile(r"\s+")
 _KEPT_PUNCTUATION = frozenset("-'.\u2019")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'-]*")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_ASCII_NOT_IN_EMAIL = re.compile("[\x00-\x20\x7f]")
+_EMAIL_CHARACTER_KINDS = {
+    "Cc": "a control character",
+    "Cf": "a format character (a bidirectional override, a zero-width space)",
+    "Cs": "a lone surrogate",
+    "Zs": "a space",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+"""The characters no address has, by Unicode category."""
+_CUSTOM_ROLE_ID = re.compile(f"[0-9]{{1,{USER_TYPE_LENGTH}}}")
 
 
 def normalise_name(display_name: str | None) -> str:
     """Remove special characters: keep letters, marks, digits, spaces, hyphens, apostrophes, periods.
+
+    Every other character goes, control characters, NUL, lone surrogates and bidirectional
+    controls included (whitespace of any kind becomes a space); a name longer than
+    :data:`NAME_LENGTH` is cut to that length, so a normalised name can always be stored.
 
     >>> normalise_name("Zoë O'Brien (Contractor) #1")
     "Zoë O'Brien Contractor 1"
@@ -184,7 +258,7 @@ def normalise_name(display_name: str | None) -> str:
     if not display_name:
         return ""
     if _PLAIN_NAME.fullmatch(display_name):  # the common case, without a look at every character
-        return _SPACES.sub(" ", display_name).strip()
+        return _fit_name(_SPACES.sub(" ", display_name).strip())
     text = unicodedata.normalize("NFC", display_name)
     kept = []
     for char in text:
@@ -193,7 +267,11 @@ def normalise_name(display_name: str | None) -> str:
             kept.append(char)
         elif char.isspace():
             kept.append(" ")
-    return _SPACES.sub(" ", "".join(kept)).strip()
+    return _fit_name(_SPACES.sub(" ", "".join(kept)).strip())
+
+
+def _fit_name(name: str) -> str:
+    return name if len(name) <= NAME_LENGTH else name[:NAME_LENGTH].rstrip()
 
 
 def guest_upn_to_email(upn: str) -> str:
@@ -208,18 +286,51 @@ def guest_upn_to_email(upn: str) -> str:
     return f"{local[:at]}@{local[at + 1 :]}"
 
 
+def normalise_email(raw: str) -> str:
+    """The address syncd would store for a UPN or mail value (guest UPNs mapped home, NFC, lowercased),
+    whether or not it is usable; :func:`email_problem` tells."""
+    return unicodedata.normalize("NFC", guest_upn_to_email(raw.strip())).lower()
+
+
+def email_problem(email: str) -> str | None:
+    """Why ``email`` is not an address syncd stores; None when it is.
+
+    An address is one ``@`` between a non-empty local part and a non-empty domain, at most
+    :data:`EMAIL_LENGTH` characters, with no whitespace, no control character (NUL and ESC
+    included), no format character (bidirectional overrides, zero-width spaces) and no lone
+    surrogate.
+    """
+    if not email:
+        return "is empty"
+    found = _ASCII_NOT_IN_EMAIL.search(email)
+    if found is not None:
+        return f"contains {_EMAIL_CHARACTER_KINDS['Zs' if found.group() == ' ' else 'Cc']} (U+{ord(found.group()):04X})"
+    if not email.isascii():
+        for char in email:
+            kind = _EMAIL_CHARACTER_KINDS.get(unicodedata.category(char))
+            if kind is not None:
+                return f"contains {kind} (U+{ord(char):04X})"
+    local, at, domain = email.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        return "is not an address (name@domain)"
+    if len(email) > EMAIL_LENGTH:
+        return f"is {len(email)} characters long, more than {EMAIL_LENGTH}"
+    return None
+
+
 def user_email(user: SourceUser, attribute: str = "userPrincipalName") -> str | None:
     """The email (and username) syncd stores for a Graph user, or None when it has none usable."""
     raw = user.mail if attribute == "mail" else user.user_principal_name
     if not raw:
         return None
-    email = unicodedata.normalize("NFC", guest_upn_to_email(raw.strip())).lower()
-    return email if _EMAIL.match(email) else None
+    email = normalise_email(raw)
+    return None if email_problem(email) else email
 
 
 def user_name(user: SourceUser, email: str) -> str:
-    return normalise_name(user.display_name) or email.split("@", 1)[0]
+    return normalise_name(user.display_name) or _fit_name(email.split("@", 1)[0])
 
 
 def is_custom_role_id(user_type: str) -> bool:
-    return user_type.isdigit()
+    """A custom role id: ASCII digits only (not "²" or "٣"), short enough to store as a user type."""
+    return _CUSTOM_ROLE_ID.fullmatch(user_type) is not None

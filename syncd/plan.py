@@ -7,6 +7,13 @@ and warnings.  ``syncd plan`` renders it (``render.py``) and ``syncd sync`` appl
 The rules mirror monday.com's SCIM provisioning (README, "Semantics"); each branch below names
 the row of that table it implements.  Identity is the Entra object id, never a name or an email.
 
+Nothing from the wire is trusted.  A user in scope whose object the snapshot lacks is an error
+(``USER_NOT_READ``), never a sign that it left; a user or group with a value the store cannot hold
+(:func:`~syncd.model.unstorable`) is an error (``USER_INVALID``, ``USER_NO_EMAIL``,
+``TEAM_INVALID``).  Either way that one object is left exactly as it is and everything else is
+planned as usual, so every value a plan carries can be written on every backend: the plan is what
+sync applies.  Problems quote what Graph sent escaped (:func:`problem`).
+
 Invariants, proved by property tests: planning is deterministic, and applying a plan then
 planning again against the same snapshot yields no changes.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .changes import (
     OPS,
@@ -37,7 +44,11 @@ from .changes import (
     UpdateUser,
 )
 from .model import (
-    DEFAULT_ACCESS_ROLE_ID,
+    EMAIL_LENGTH,
+    ENTRA_ID_LENGTH,
+    NAME_LENGTH,
+    TITLE_LENGTH,
+    USER_TYPE_LENGTH,
     Policy,
     Snapshot,
     SourceGroup,
@@ -45,10 +56,15 @@ from .model import (
     StoreState,
     StoreTeam,
     StoreUser,
+    email_problem,
+    escape,
+    normalise_email,
+    shown,
+    unstorable,
     user_email,
     user_name,
 )
-from .roles import choose_user_type, role_user_types
+from .roles import Scope, choose_user_type, role_user_types, scope_of
 
 # --------------------------------------------------------------------------- desired state
 
@@ -62,45 +78,17 @@ class DesiredUser:
     user_type: str
 
 
-@dataclass(slots=True)
-class _Scope:
-    """Who is in scope, with the app role ids each user holds."""
+def problem(code: str, kind: str, entra_id: str, target: str, message: str) -> Problem:
+    """A per-object error or warning whose every field can be stored and printed, whatever Graph
+    sent: control characters, lone surrogates and bidirectional overrides escaped, the id and the
+    target cut to what the audit holds."""
+    return Problem(
+        code, kind, _cut(escape(entra_id), ENTRA_ID_LENGTH), _cut(escape(target), EMAIL_LENGTH), escape(message)
+    )
 
-    user_roles: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    groups: dict[str, SourceGroup] = field(default_factory=dict)
-    unknown_groups: set[str] = field(default_factory=set)
 
-
-def _scope(snapshot: Snapshot) -> _Scope:
-    scope = _Scope()
-    groups_by_id = {group.id: group for group in snapshot.groups}
-    if snapshot.scope == "all":
-        # scope = "all": every user and group Graph listed, with the roles assignments give
-        for user in snapshot.users:
-            scope.user_roles[user.id]
-        scope.groups = dict(groups_by_id)
-    for assignment in snapshot.assignments:
-        if assignment.principal_type == "User":
-            # user assigned directly
-            scope.user_roles[assignment.principal_id].add(assignment.app_role_id)
-        elif assignment.principal_id in groups_by_id:
-            scope.groups[assignment.principal_id] = groups_by_id[assignment.principal_id]
-        else:
-            scope.unknown_groups.add(assignment.principal_id)
-    group_roles: dict[str, set[str]] = defaultdict(set)
-    for assignment in snapshot.assignments:
-        if assignment.principal_type == "Group":
-            group_roles[assignment.principal_id].add(assignment.app_role_id)
-    for group in scope.groups.values():
-        # user assigned as a direct member of an assigned group (transitive when flattened)
-        for member_id in group.member_ids or ():
-            roles = group_roles.get(group.id) or {DEFAULT_ACCESS_ROLE_ID}
-            scope.user_roles[member_id].update(roles)
-    if snapshot.scope == "all":
-        for roles in scope.user_roles.values():
-            if not roles:
-                roles.add(DEFAULT_ACCESS_ROLE_ID)
-    return scope
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 class _Planner:
@@ -115,6 +103,7 @@ class _Planner:
         self.team_changes: list[Change] = []
         self.member_changes: list[Change] = []
         self.source_users = snapshot.user_by_id()
+        self.directly_assigned = {a.principal_id for a in snapshot.assignments if a.principal_type == "User"}
         self.by_entra = {user.entra_id: user for user in state.users if user.entra_id}
         self.users_by_id = {user.id: user for user in state.users}
         self.unmanaged_by_email = {user.email: user for user in state.users if user.entra_id is None}
@@ -135,13 +124,16 @@ class _Planner:
 
     # ----------------------------------------------------------------- users
 
-    def plan_users(self, scope: _Scope) -> None:
+    def plan_users(self, scope: Scope) -> None:
         roles = role_user_types(self.snapshot, self.policy)
         desired: dict[str, DesiredUser] = {}
         for entra_id in sorted(scope.user_roles):
+            if entra_id in self.snapshot.deleted_user_ids:
+                continue  # deleted in Entra: deactivated below if provisioned
             source = self.source_users.get(entra_id)
-            if source is None or entra_id in self.snapshot.deleted_user_ids:
-                continue  # not read (a fetch failure) or deleted: handled as out of scope
+            if source is None:
+                self._not_read(entra_id, scope)  # in scope, yet not read: an error, never absence
+                continue
             if source.account_enabled is False:
                 continue  # disabled: never created; deactivated below if provisioned
             wanted = self._desired_user(source, scope.user_roles[entra_id], roles)
@@ -166,43 +158,94 @@ class _Planner:
                 continue
             self.user_changes.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
 
+    def _not_read(self, entra_id: str, scope: Scope) -> None:
+        """A user in scope (assigned, or a member of an assigned group) whose object the snapshot
+        lacks: Graph did not return it, or returned another object in its place.  Its row is left
+        exactly as it is, memberships included, until a run reads it."""
+        group_id = scope.via_group.get(entra_id)
+        if entra_id in self.directly_assigned or group_id is None:
+            how = "assigned to the application"
+        else:
+            how = f"a member of assigned group {shown(scope.groups[group_id].display_name)} [{shown(group_id)}]"
+        existing = self.by_entra.get(entra_id)
+        self.errors.append(
+            problem(
+                "USER_NOT_READ",
+                "user",
+                entra_id,
+                existing.email if existing is not None else entra_id,
+                f"user {shown(entra_id)} is {how}, but Graph returned no user object for it; "
+                "it is left as it is until a run reads it",
+            )
+        )
+        if existing is not None:
+            self._freeze(existing)
+
     def _desired_user(
         self, source: SourceUser, role_ids: set[str], roles: Mapping[str, str | None]
     ) -> DesiredUser | None:
+        why = unstorable(source.id, ENTRA_ID_LENGTH)
+        if why is not None:
+            self._invalid_user(source, source.id, f"id {shown(source.id)} {why}")
+            return None
         email = user_email(source, self.policy.email_attribute)
         if email is None:
             attribute = self.policy.email_attribute
+            raw = getattr(source, _ATTR[attribute])
+            why = f"{shown(raw)} {email_problem(normalise_email(raw))}" if raw else "empty"
             self.errors.append(
-                Problem(
+                problem(
                     "USER_NO_EMAIL",
                     "user",
                     source.id,
                     source.display_name or source.id,
-                    f"no usable email in {attribute}: {getattr(source, _ATTR[attribute])!r}",
+                    f"no usable email in {attribute}: {why}",
                 )
             )
-            existing = self.by_entra.get(source.id)
-            if existing is not None:
-                self._freeze(existing)
+            self._freeze_source(source)
             return None
         user_type, unknown_role = self._user_type(frozenset(role_ids), roles)
+        name = user_name(source, email)
+        title = source.job_title or None
+        for field_name, value, limit in (
+            ("name", name, NAME_LENGTH),  # normalised, so always storable; checked all the same
+            ("jobTitle", title, TITLE_LENGTH),
+            ("user type", user_type, USER_TYPE_LENGTH),
+        ):
+            why = None if value is None else unstorable(value, limit)
+            if why is not None:
+                self._invalid_user(source, email, f"{field_name} {shown(value)} {why}")
+                return None
         if unknown_role is not None:
-            self.role_warnings[source.id] = Problem(
+            self.role_warnings[source.id] = problem(
                 "ROLE_UNKNOWN",
                 "user",
                 source.id,
                 email,
-                f"app role {unknown_role!r} maps to no user type and is ignored (a user with no other role "
+                f"app role {shown(unknown_role)} maps to no user type and is ignored (a user with no other role "
                 f"gets {self.policy.default_user_type!r})",
             )
-        name = user_name(source, email)
         if source.display_name is not None and name != " ".join(
             unicodedata.normalize("NFC", source.display_name).split()
         ):
-            self.name_warnings[source.id] = Problem(
-                "NAME_NORMALISED", "user", source.id, email, f"name {source.display_name!r} stored as {name!r}"
+            self.name_warnings[source.id] = problem(
+                "NAME_NORMALISED",
+                "user",
+                source.id,
+                email,
+                f"name {shown(source.display_name)} stored as {shown(name, NAME_LENGTH + 2)}",
             )
-        return DesiredUser(source.id, email, name, source.job_title or None, user_type)
+        return DesiredUser(source.id, email, name, title, user_type)
+
+    def _invalid_user(self, source: SourceUser, target: str, message: str) -> None:
+        """A user with a value the store cannot hold: reported, and its row (if any) left as it is."""
+        self.errors.append(problem("USER_INVALID", "user", source.id, target, f"{message}; the user is left as it is"))
+        self._freeze_source(source)
+
+    def _freeze_source(self, source: SourceUser) -> None:
+        existing = self.by_entra.get(source.id)
+        if existing is not None:
+            self._freeze(existing)
 
     def _user_type(self, role_ids: frozenset[str], roles: Mapping[str, str | None]) -> tuple[str, str | None]:
         """The user type a set of app roles gives, and the name of a role that maps to none (cached:
@@ -268,7 +311,7 @@ class _Planner:
             rejected.update(rejections)
         for entra_id, (email, who) in sorted(rejected.items(), key=lambda item: (item[1][0], item[0])):
             self.errors.append(
-                Problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
+                problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
             )
             existing = self.by_entra.get(entra_id)
             if existing is not None:
@@ -358,7 +401,7 @@ class _Planner:
 
     # ----------------------------------------------------------------- teams
 
-    def plan_teams(self, scope: _Scope) -> None:
+    def plan_teams(self, scope: Scope) -> None:
         teams_by_entra = {team.entra_id: team for team in self.state.teams if team.entra_id}
         unmanaged_by_name: dict[str, list[StoreTeam]] = defaultdict(list)
         for team in self.state.teams:
@@ -366,8 +409,15 @@ class _Planner:
                 unmanaged_by_name[team.name].append(team)
 
         names: dict[str, list[SourceGroup]] = defaultdict(list)
-        for group in scope.groups.values():
-            names[group.display_name.strip()].append(group)
+        for group in sorted(scope.groups.values(), key=lambda g: g.id):
+            name = group.display_name.strip()
+            why = _group_problem(group.id, name)
+            if why is not None:
+                # a group with a name or id the store cannot hold: its team stays exactly as it is
+                message = f"{why}; its team is left as it is"
+                self.errors.append(problem("TEAM_INVALID", "group", group.id, name or group.id, message))
+                continue
+            names[name].append(group)
         wanted: dict[str, tuple[SourceGroup, str]] = {}
         for name, groups in sorted(names.items()):
             if len(groups) > 1:
@@ -458,7 +508,7 @@ class _Planner:
 
     def _team_conflict(self, group_id: str, name: str, message: str) -> None:
         """The group is skipped: its team (if any) stays exactly as it is."""
-        self.errors.append(Problem("TEAM_NAME_CONFLICT", "group", group_id, name, message))
+        self.errors.append(problem("TEAM_NAME_CONFLICT", "group", group_id, name, message))
 
     def _plan_members(self, group: SourceGroup, team: StoreTeam | None, name: str) -> None:
         """Members become exactly the group's members that are active in the store."""
@@ -493,7 +543,7 @@ class _Planner:
     # ----------------------------------------------------------------- assembly
 
     def run(self) -> Plan:
-        scope = _scope(self.snapshot)
+        scope = scope_of(self.snapshot)
         self.plan_users(scope)
         self.deactivated_ids = {c.user_id for c in self.user_changes if isinstance(c, DeactivateUser)}
         self.plan_teams(scope)
@@ -510,6 +560,17 @@ class _Planner:
 
 
 _ATTR = {"userPrincipalName": "user_principal_name", "mail": "mail"}
+
+
+def _group_problem(group_id: str, name: str) -> str | None:
+    """Why a group's team cannot be stored (its id, or its name after trimming); None when it can."""
+    why = unstorable(group_id, ENTRA_ID_LENGTH)
+    if why is not None:
+        return f"id {shown(group_id)} {why}"
+    if not name:
+        return "displayName is empty"
+    why = unstorable(name, NAME_LENGTH)
+    return None if why is None else f"displayName {shown(name)} {why}"
 
 
 def diff(snapshot: Snapshot, state: StoreState, policy: Policy | None = None) -> Plan:

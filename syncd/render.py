@@ -1,4 +1,9 @@
-"""Plan -> text or JSON, for ``syncd plan`` and the summary of ``syncd sync``.  Pure."""
+"""Plan -> text or JSON, for ``syncd plan`` and the summary of ``syncd sync``.  Pure.
+
+Every text line is escaped (:func:`syncd.model.escape`): a name, email or message from Graph
+cannot put a control character, a newline or a bidirectional override on the terminal or in the
+log.  JSON needs no such care: ``json.dumps`` escapes them itself.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from .changes import (
     Problem,
     RemoveMember,
 )
+from .model import escape
 
 _SIGN = {
     "create_user": "+",
@@ -36,6 +42,10 @@ def _value(value: Any) -> str:
 
 def describe(change: Change) -> str:
     """One line per change: ``+ create user alice@contoso.com (entra id …): name 'Alice', …``."""
+    return escape(_describe(change))
+
+
+def _describe(change: Change) -> str:
     sign = _SIGN[change.op]
     op = change.op
     if op == "create_user":
@@ -77,7 +87,7 @@ def describe(change: Change) -> str:
 
 def describe_problem(problem: Problem, *, warning: bool) -> str:
     word = "warning" if warning else "error"
-    return f"! {word} {problem.code} {problem.kind} {problem.target} [{problem.entra_id}]: {problem.message}"
+    return escape(f"! {word} {problem.code} {problem.kind} {problem.target} [{problem.entra_id}]: {problem.message}")
 
 
 def summary_line(plan: Plan) -> str:

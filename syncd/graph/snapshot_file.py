@@ -52,22 +52,48 @@ Keys:
 Every list defaults to empty.  Unknown keys are ignored (a hand-edited file may keep notes or
 Graph's own ``@odata`` annotations); a known key with the wrong type is an error naming the key
 and the item, e.g. ``users[3].accountEnabled: must be true, false or null``.
+
+The file is UTF-8 (a byte order mark is allowed); the JSON must be strict: no NaN or Infinity, no
+key twice in one object, no integer of more digits than Python parses, no nesting deeper than
+Python's recursion allows.  A user, group or app role id appears once, and so does an
+assignment.  String values are taken as Graph gave them, a lone surrogate (``"\\udfff"``) or a
+control character included: the planner refuses such a value for that one object
+(``USER_INVALID``, ``TEAM_INVALID``), so one bad string never makes the whole file unreadable.
+Every problem with the file is a :class:`~syncd.errors.SnapshotError` (``SNAPSHOT_INVALID``)
+naming the key; values it quotes are escaped.  The writer escapes lone surrogates, control
+characters and bidirectional controls as ``\\uXXXX``, so the file is valid UTF-8 that is safe to
+``cat`` and reads back to the same snapshot.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import SnapshotError
-from ..model import DEFAULT_ACCESS_ROLE_ID, AppRole, Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser
+from ..model import (
+    DEFAULT_ACCESS_ROLE_ID,
+    AppRole,
+    Assignment,
+    FetchFailure,
+    Snapshot,
+    SourceGroup,
+    SourceUser,
+    escape,
+    shown,
+)
 
 FORMAT = "syncd-snapshot"
 VERSION = 1
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+"""A failure's code: an error code such as GRAPH_UNAVAILABLE."""
+_UNSAFE_IN_FILE = re.compile("[\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+"""What the writer escapes beyond what ``json.dumps`` does (it escapes C0 itself)."""
 
 T = TypeVar("T")
 
@@ -119,7 +145,7 @@ class _Reader:
         self.where = where
 
     def error(self, key: str, problem: str) -> SnapshotError:
-        return SnapshotError(f"{self.where}{key}: {problem}")
+        return SnapshotError(f"{self.where}{escape(key)}: {problem}")
 
     def string(self, key: str, *, default: str | None = None, required: bool = False) -> str:
         value = self.data.get(key)
@@ -215,8 +241,11 @@ def _user(item: _Reader) -> SourceUser:
 
 
 def _failure(item: _Reader) -> FetchFailure:
+    code = item.string("code", required=True)
+    if not _CODE.fullmatch(code):
+        raise item.error("code", f"must be an error code such as GRAPH_UNAVAILABLE, not {shown(code)}")
     return FetchFailure(
-        code=item.string("code", required=True),
+        code=code,
         message=item.string("message", default=""),
         path=item.string("path", default=""),
     )
@@ -233,22 +262,25 @@ def snapshot_from_json(data: Any) -> Snapshot:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SnapshotError("version: must be a whole number (1)")
     if version > VERSION:
-        raise SnapshotError(f"version: {version} is newer than this syncd reads ({VERSION}); upgrade syncd")
+        shown_version = version if version < 10**6 else "a very large number"  # a 5,000-digit int has no str()
+        raise SnapshotError(f"version: {shown_version} is newer than this syncd reads ({VERSION}); upgrade syncd")
     scope = document.string("scope", default="assigned")
     if scope not in ("assigned", "all"):
         raise SnapshotError('scope: must be "assigned" or "all"')
     deleted = document.strings("deletedUserIds") or []
+    app_roles = tuple(document.items("appRoles", _app_role))
+    assignments = tuple(document.items("assignments", _assignment))
+    groups = tuple(document.items("groups", _group))
     users = tuple(document.items("users", _user))
-    seen: set[str] = set()
-    for index, user in enumerate(users):
-        if user.id in seen:
-            raise SnapshotError(f"users[{index}].id: {user.id} appears twice")
-        seen.add(user.id)
+    _once("appRoles", "id", (role.id for role in app_roles))
+    _once("groups", "id", (group.id for group in groups))
+    _once("users", "id", (user.id for user in users))
+    _assigned_once(assignments)
     return Snapshot(
         scope="all" if scope == "all" else "assigned",
-        app_roles=tuple(document.items("appRoles", _app_role)),
-        assignments=tuple(document.items("assignments", _assignment)),
-        groups=tuple(document.items("groups", _group)),
+        app_roles=app_roles,
+        assignments=assignments,
+        groups=groups,
         users=users,
         deleted_user_ids=frozenset(deleted),
         failures=tuple(document.items("failures", _failure)),
@@ -257,10 +289,45 @@ def snapshot_from_json(data: Any) -> Snapshot:
     )
 
 
+def _once(key: str, field: str, ids: Iterable[str]) -> None:
+    """Each id appears once in the list ``key``: a second entry would silently win or lose."""
+    seen: dict[str, int] = {}
+    for index, value in enumerate(ids):
+        if value in seen:
+            raise SnapshotError(f"{key}[{index}].{field}: {shown(value)} appears twice (also {key}[{seen[value]}])")
+        seen[value] = index
+
+
+def _assigned_once(assignments: tuple[Assignment, ...]) -> None:
+    """An assignment appears once, and a principal is either a user or a group."""
+    seen: dict[tuple[str, str], int] = {}
+    kinds: dict[str, str] = {}
+    for index, assignment in enumerate(assignments):
+        key = (assignment.principal_id, assignment.app_role_id)
+        if key in seen:
+            raise SnapshotError(
+                f"assignments[{index}]: principal {shown(assignment.principal_id)} holds app role "
+                f"{shown(assignment.app_role_id)} twice (also assignments[{seen[key]}])"
+            )
+        seen[key] = index
+        kind = kinds.setdefault(assignment.principal_id, assignment.principal_type)
+        if kind != assignment.principal_type:
+            raise SnapshotError(
+                f"assignments[{index}].principalType: principal {shown(assignment.principal_id)} is assigned "
+                f"as a {kind} elsewhere"
+            )
+
+
 def write_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
-    """Write ``snapshot`` to ``path`` (UTF-8, indented), replacing the file atomically."""
+    """Write ``snapshot`` to ``path`` (UTF-8, indented), replacing the file atomically.
+
+    Lone surrogates, DEL, C1 controls, bidirectional controls and line separators in the values are
+    written as ``\\uXXXX`` escapes (``json.dumps`` escapes C0 itself): a lone surrogate has no UTF-8
+    encoding, and the others would act on the terminal of whoever reads the file.
+    """
     target = Path(path)
     text = json.dumps(snapshot_to_json(snapshot), indent=2, ensure_ascii=False) + "\n"
+    text = _UNSAFE_IN_FILE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
     directory = target.parent if str(target.parent) else Path(".")
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
     try:
@@ -274,19 +341,62 @@ def write_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> None:
 
 def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """Read a snapshot file; every problem is a :class:`SnapshotError` that starts with the path."""
+    where = escape(str(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise SnapshotError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SnapshotError(f"{path}: cannot read: {error}") from None
+        raise SnapshotError(f"{where}: no such file") from None
+    except OSError as error:
+        raise SnapshotError(f"{where}: cannot read: {escape(error.strerror or str(error))}") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SnapshotError(
-            f"{path}: not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
+        text = raw.decode("utf-8-sig")  # a byte order mark, as Windows editors write one, is allowed
+    except UnicodeDecodeError as error:
+        raise SnapshotError(f"{where}: not UTF-8: byte {error.start} cannot be decoded") from None
     try:
-        return snapshot_from_json(data)
+        return snapshot_from_json(parse_json(text))
     except SnapshotError as error:
-        raise SnapshotError(f"{path}: {error.message}") from None
+        raise SnapshotError(f"{where}: {error.message}") from None
+
+
+class _NotStrict(ValueError):
+    """JSON that ``json.loads`` would take but a snapshot file may not hold."""
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON: no NaN or Infinity, no key twice in an object, no integer too long to parse,
+    no nesting too deep to decode.  Raises :class:`SnapshotError`."""
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer)
+    except json.JSONDecodeError as error:
+        raise SnapshotError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except _NotStrict as error:
+        raise SnapshotError(f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise SnapshotError("not valid JSON: nested too deeply") from None
+    except ValueError as error:  # pragma: no cover - json.loads raises nothing else, but never a traceback
+        raise SnapshotError(f"not valid JSON: {escape(str(error))}") from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotStrict(f"key {shown(key)} appears twice in one object")
+            seen.add(key)
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise _NotStrict(f"{name} is not a JSON value")
+
+
+_MAX_DIGITS = 4000
+"""Longer integers are refused before ``int()`` refuses them (Python converts at most 4300 digits)."""
+
+
+def _integer(digits: str) -> int:
+    if len(digits) > _MAX_DIGITS:
+        raise _NotStrict(f"a number of {len(digits)} digits")
+    return int(digits)

@@ -25,15 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+# the column lengths are the limits of what syncd.model calls storable, defined there once
+from ..model import EMAIL_LENGTH, ENTRA_ID_LENGTH, NAME_LENGTH, TITLE_LENGTH, USER_TYPE_LENGTH
+
 RUN_STATUSES = ("running", "success", "partial", "incomplete", "failed", "refused", "paused", "dry_run")
 SUCCESS_STATUSES = ("success", "partial")
 """Runs that read all of Graph and applied their plan (``partial``: some objects had errors)."""
 AUDIT_STATUSES = ("applied", "failed", "error", "warning")
 MEMBER_SOURCES = ("sync", "local")
-
-EMAIL_LENGTH = 320
-ENTRA_ID_LENGTH = 64
-NAME_LENGTH = 255
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -82,8 +81,8 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(EMAIL_LENGTH), nullable=False, unique=True),
     Column("name", String(NAME_LENGTH), nullable=False),
-    Column("title", String(NAME_LENGTH), nullable=True),
-    Column("user_type", String(32), nullable=False),
+    Column("title", String(TITLE_LENGTH), nullable=True),
+    Column("user_type", String(USER_TYPE_LENGTH), nullable=False),
     Column("active", Boolean(create_constraint=False), nullable=False),
     Column("entra_id", String(ENTRA_ID_LENGTH), nullable=True, unique=True),
     Column("inactive_reason", String(32), nullable=True),
