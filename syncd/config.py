@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy
+from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy, is_custom_role_id
 
 CONFIG_ENV = "SYNCD_CONFIG"
 SECRET_ENV = "SYNCD_CLIENT_SECRET"
@@ -201,9 +201,9 @@ def _number(minimum: float, *, integer: bool = False, exclusive: bool = False) -
 
 
 def _user_type(value: Any) -> str | None:
-    if isinstance(value, str) and (value in BUILTIN_USER_TYPES or value.isdigit()):
+    if isinstance(value, str) and (value in BUILTIN_USER_TYPES or is_custom_role_id(value)):
         return None
-    return 'must be "admin", "member", "viewer", "guest" or a custom role id (digits)'
+    return 'must be "admin", "member", "viewer", "guest" or a custom role id (1 to 32 ASCII digits)'
 
 
 def _precedence(value: Any) -> str | None:

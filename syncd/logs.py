@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -110,7 +111,16 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _INVISIBLE.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+_INVISIBLE = re.compile("[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+"""Characters JSON may carry raw that would act on a terminal or a log viewer (C1 controls, bidi
+controls, zero-width characters, line separators) or that cannot be encoded (lone surrogates)."""
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def connected_to_journal(stream: TextIO, environ: dict[str, str] | None = None) -> bool:

@@ -54,6 +54,17 @@ def test_json_lines_carry_ts_level_logger_message_and_extra_fields() -> None:
     assert "dry_run" not in entry
 
 
+def test_json_lines_escape_what_would_act_on_a_terminal_and_keep_plain_letters() -> None:
+    output = capture(LogConfig(format="json"))
+    name = "Zoë \u202egnp.exe\u0085 \u200b x\udfff"
+    logging.getLogger("syncd").info("+ create user %s", name, extra={"target": name})
+    line = output.getvalue().strip()
+    assert not any(char in line for char in "\u202e\u0085\u200b\udfff")
+    assert "Zoë" in line
+    entry = json.loads(line)
+    assert entry["message"] == f"+ create user {name}" and entry["target"] == name
+
+
 def test_json_lines_include_the_exception() -> None:
     output = capture(LogConfig(format="json"))
     try:

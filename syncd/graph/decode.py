@@ -57,8 +57,9 @@ def load_json(data: bytes | str, what: str = "response") -> Any:
     """``json.loads`` that reports unreadable JSON as :class:`BadResponse`."""
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadResponse(f"{what} is not valid JSON: {error}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: nesting deeper than the interpreter can decode is no answer either
+        raise BadResponse(f"{what} is not valid JSON: {error.__class__.__name__}: {error}") from None
 
 
 def load_object(data: bytes | str, what: str = "response") -> dict[str, Any]:
@@ -293,7 +294,7 @@ def decode_error(body: bytes | Mapping[str, Any] | None) -> tuple[str, str]:
     if isinstance(body, bytes | bytearray):
         try:
             data = json.loads(body) if body else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return "", ""
     if not isinstance(data, Mapping):
         return "", ""

@@ -225,3 +225,12 @@ def test_an_empty_user_or_group_is_a_usage_error_not_a_full_sync(synced, option,
     code, _, err = synced("sync", option, value)
     assert code == 2 and option in err
     assert synced.sim.requests == 0
+
+
+@pytest.mark.parametrize("option", ["--user", "--group"])
+@pytest.mark.parametrize("value", ["ada\x1b[2J@contoso.com", "Sales\x00", "x" * 400])
+def test_a_user_or_group_no_directory_could_hold_is_a_usage_error(synced, option, value):
+    synced.sim.reset_counts()
+    code, _, err = synced("sync", option, value)
+    assert code == 2 and option in err and "\x1b" not in err and "\x00" not in err
+    assert synced.sim.requests == 0
