@@ -1,7 +1,11 @@
 """Carry out a :class:`~syncd.plan.Plan` against the store, in one transaction.
 
-All of a plan lands or none of it: anything that escapes (a lost connection, an interrupt, a bug)
-rolls the whole transaction back and leaves the store as it was.  Within that transaction each
+All of a plan lands or none of it: anything that escapes (a lost connection, a full disk, a stop
+request, a bug) rolls the whole transaction back and leaves the store as it was.  The run's own
+record - its status, counts and message - is written in the same transaction (``finish``), so a
+run's outcome commits with its data or not at all: whenever the process dies, what the run record
+says is what the store holds.  A stop request (``cancel``) is honoured between groups of changes,
+never after the outcome is written.  Within that transaction each
 group of same-kind changes runs as one bulk statement; when the store rejects a change in a
 group (a unique or foreign key violation, a value too long, a row that is gone), the group is
 retried one savepoint per change, so the rejected change becomes a failed audit row with code
@@ -14,6 +18,7 @@ Every change, and every error and warning of the plan, writes one audit row.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exc, select
 
+from .cancel import check
 from .changes import (
     AddMember,
     AdoptUser,
@@ -98,16 +104,49 @@ class Rejected(Exception):
 REJECTIONS = (exc.IntegrityError, exc.DataError, Rejected)
 
 
-def apply_plan(store: Store, plan: Plan, run_id: int) -> ApplyResult:
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, as its record in ``sync_runs`` keeps it."""
+
+    status: str
+    errors: int
+    message: str
+
+
+def apply_plan(
+    store: Store,
+    plan: Plan,
+    run_id: int,
+    *,
+    finish: Callable[[ApplyResult], RunOutcome] | None = None,
+    cancel: threading.Event | None = None,
+) -> ApplyResult:
     """Carry out ``plan`` as run ``run_id`` in one transaction and write its audit rows.
 
+    ``finish`` (given what was applied) says how the run ended; that outcome is recorded in the
+    same transaction, which then commits.  Once ``cancel`` is set the apply stops before its next
+    group of changes and raises :class:`~syncd.cancel.Cancelled`, the transaction rolled back.
+
     Raises StoreError (nothing written) when the database fails for any reason other than
-    rejecting individual changes.
+    rejecting individual changes: a lost connection, a full disk, a database that cannot grow.
     """
     with store.transaction() as connection:
-        applier = _Applier(connection, run_id)
+        applier = _Applier(connection, run_id, cancel)
         applier.run(plan)
-    return applier.result()
+        result = applier.result()
+        if finish is not None:
+            check(cancel)  # the last point at which a stop leaves nothing behind
+            outcome = finish(result)
+            store.finish_run(
+                run_id,
+                outcome.status,
+                changes=result.applied,
+                errors=outcome.errors,
+                summary=plan.summary(),
+                message=outcome.message,
+                connection=connection,
+            )
+    return result
 
 
 def _reason(error: BaseException) -> str:
@@ -117,9 +156,10 @@ def _reason(error: BaseException) -> str:
 
 
 class _Applier:
-    def __init__(self, connection: Connection, run_id: int) -> None:
+    def __init__(self, connection: Connection, run_id: int, cancel: threading.Event | None = None) -> None:
         self.connection = connection
         self.run_id = run_id
+        self.cancel = cancel
         self.now = utc_now()
         self.changes: Sequence[Change] = ()
         self.failures: dict[int, Failure] = {}
@@ -145,7 +185,9 @@ class _Applier:
     def run(self, plan: Plan) -> None:
         self.changes = plan.changes
         for op, group in groupby(enumerate(plan.changes), key=lambda item: item[1].op):
+            check(self.cancel)
             self.handlers[op](list(group))
+        check(self.cancel)
         rows = [self.change_row(index, change) for index, change in enumerate(plan.changes)]
         rows += [_problem_row(problem, "error") for problem in plan.errors]
         rows += [_problem_row(problem, "warning") for problem in plan.warnings]
@@ -197,6 +239,7 @@ class _Applier:
         if not items or self.bulk(execute, [change for _, change in items]):
             return
         for index, change in items:
+            check(self.cancel)
             try:
                 with self.connection.begin_nested():
                     execute([change])
@@ -259,6 +302,7 @@ class _Applier:
         """
         pending = self.ready(items)
         while pending:
+            check(self.cancel)
             if self.bulk(self.update_users, [change for _, change in pending]):
                 return
             rejected: list[tuple[int, UpdateUser, str]] = []
@@ -286,6 +330,7 @@ class _Applier:
     def isolated(
         self, index: int, change: Any, execute: Callable[[list[Any]], None], rejected: list[tuple[int, Any, str]]
     ) -> None:
+        check(self.cancel)
         try:
             with self.connection.begin_nested():
                 execute([change])

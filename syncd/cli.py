@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+from .cancel import Cancelled
 from .config import CONFIG_ENV, Config, load
 from .errors import CODES, ExitCode, SyncdError, exit_code_for
 from .model import EMAIL_LENGTH, escape, unstorable
@@ -244,9 +246,15 @@ def sync(
         trigger="on-demand" if (user or group) else "cli",
         wait_seconds=wait_seconds,
         progress=None if as_json else make_progress(sys.stderr),
+        cancel=threading.Event(),
     )
-    with _sigterm_interrupts():
-        result = _run(context, options)
+    assert options.cancel is not None
+    try:
+        with _sigterm_cancels(options.cancel):
+            result = _run(context, options)
+    except Cancelled as stopped:
+        click.echo(f"Stopped: {stopped.outcome}.", err=True)
+        raise SystemExit(130) from None
     if as_json:
         emit_json(_result_json(result))
     elif dry_run:
@@ -257,15 +265,19 @@ def sync(
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (systemd stopping the timer's unit, a kill) ends a one-shot sync like Ctrl-C: the
-    transaction rolls back and the run is recorded as interrupted."""
+def _sigterm_cancels(cancel: threading.Event) -> Iterator[None]:
+    """SIGTERM (systemd stopping the timer's unit, a kill) asks a one-shot sync to stop at its next
+    step, as the daemon does: before it commits, its transaction rolls back and nothing of it is
+    applied; after, only the logging of its changes is cut short.  A second SIGTERM interrupts at
+    once, like Ctrl-C.  Nothing is raised inside the run by the first signal."""
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def stop(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

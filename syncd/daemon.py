@@ -1,16 +1,23 @@
 """``syncd run``: reconcile on a schedule until told to stop.
 
 Each cycle is exactly what ``syncd sync`` does, ``reconcile.run_once(config,
-RunOptions(trigger="daemon"))``, run by an APScheduler interval job: the first cycle at start,
-then every ``[daemon] interval_minutes`` (plus up to ``jitter_seconds``), never two at once, and a
+RunOptions(trigger="daemon", cancel=..., watch=...))``, run by an APScheduler interval job: the
+first cycle at start, then every ``[daemon] interval_minutes`` (plus up to ``jitter_seconds``), never two at once, and a
 cycle missed while another ran is not made up for.
 
 * A cycle that fails (Graph or the database down, the lock held by another run) is logged with
   its error code and tried again at the next tick; the daemon itself keeps running.
 * SIGTERM / SIGINT stop the scheduling and let the cycle in flight end.  Should it still run
-  shortly before ``stop_timeout_seconds``, it is interrupted (its transaction rolls back, the run
-  is recorded as interrupted) and, as a last resort at the timeout, abandoned to the database's
-  own rollback.  A second signal interrupts at once.  The exit status is 0 either way.
+  shortly before ``stop_timeout_seconds``, it is asked to stop: its cancel event is set, and the
+  cycle stops at its next step (before a Graph request, between two groups of changes), rolls its
+  transaction back and records its run as failed with nothing applied.  Nothing is ever injected
+  into the cycle's thread (:mod:`syncd.cancel`).  A cycle that cannot get to its next step in
+  time (one long database statement, one slow request) is abandoned at the timeout: the process
+  exits, and the database rolls back what was not committed.  A run's outcome commits with its
+  data, so the store and the run record agree whenever the process ends, and the last log line
+  says which it was.  A second signal asks the cycle to stop at once, a third exits at once; a
+  backstop thread ends the process shortly after the timeout even if the main thread is stuck.
+  The exit status is 0 either way.
 * SIGHUP re-reads the configuration; a configuration with problems is logged and the running one
   kept.  The schedule, logging and metrics address follow the new configuration at once, every
   other setting from the next cycle.
@@ -24,7 +31,6 @@ cycle missed while another ran is not made up for.
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
 import os
 import select
@@ -41,34 +47,51 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .cancel import Cancelled
 from .config import Config, LogConfig, load, resolve_path
 from .errors import ConfigError, ExitCode, SyncdError
 from .logs import redact, setup_logging
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
-from .reconcile import RunOptions, RunResult, run_once
+from .reconcile import RunOptions, RunResult, RunWatch, run_once
 
 log = logging.getLogger("syncd.daemon")
 
 CYCLE_JOB = "cycle"
 WATCHDOG_JOB = "watchdog"
 INTERRUPT_GRACE_SECONDS = 5.0
-"""How long before the stop timeout an unfinished cycle is interrupted (at most a quarter of it)."""
+"""How long before the stop timeout an unfinished cycle is asked to stop (at most half of it): the
+time it has to reach its next step, roll back and record its run."""
+STOP_MARGIN_SECONDS = 1.0
+"""How long after the stop timeout the backstop ends the process if the shutdown itself is stuck."""
+LAST_WORDS_SECONDS = 0.5
+"""How long the last log line before giving up on a cycle may take: a blocked stderr must not hold the exit."""
 
-Cycle = Callable[[Config], RunResult]
-
-
-class CycleInterrupted(KeyboardInterrupt):
-    """Raised inside a cycle that did not end in time after a stop was requested.
-
-    A KeyboardInterrupt, so that every layer treats it as "stop now": asyncio propagates it,
-    SQLAlchemy discards the connection, and reconcile records the run as interrupted.
-    """
+Cycle = Callable[[Config, RunOptions], RunResult]
+"""One cycle: ``run_once`` itself, or a stand-in in tests; it must honour ``options.cancel``."""
 
 
-def run_cycle(config: Config) -> RunResult:
+def run_cycle(config: Config, options: RunOptions) -> RunResult:
     """One daemon cycle: the same call ``syncd sync`` makes."""
-    return run_once(config, RunOptions(trigger="daemon"))
+    return run_once(config, options)
+
+
+def _abandon_outcome(watch: RunWatch) -> str:
+    """What becomes of a cycle's run when the process exits under it, by how far it got."""
+    run = f"run {watch.run_id}" if watch.run_id is not None else "its run"
+    if watch.stage == "committed":
+        return f"{run} is committed and recorded; only the logging of its changes is cut short"
+    if watch.stage == "committing":
+        return (
+            f"{run} was being committed: the database keeps all of it or none of it, "
+            "and the run record says which (`syncd history`)"
+        )
+    if watch.run_id is None:
+        return "nothing of it was applied"
+    return (
+        f"nothing of it was applied: the database rolls back its open transaction, "
+        f"and the next run records {run} as failed"
+    )
 
 
 class StoreProbe(Protocol):
@@ -157,10 +180,11 @@ class Daemon:
         os.set_blocking(self._wake_write, False)
         self._idle = threading.Event()
         self._idle.set()
-        self._interrupt_lock = threading.Lock()
         self._state_lock = threading.Lock()
-        self._cycle_thread: int | None = None
+        self._current: RunOptions | None = None
         self._stopping = False
+        self._stop_signals = 0
+        self._abandoned = False
 
     # ------------------------------------------------------------------ requests (signal-safe)
 
@@ -178,7 +202,14 @@ class Daemon:
             os.write(self._wake_write, b"\0")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._request("reload" if signum == signal.SIGHUP else "stop")
+        if signum == signal.SIGHUP:
+            self._request("reload")
+            return
+        self._stop_signals += 1
+        self._request("stop")
+        if self._stop_signals >= 3 and not self._idle.is_set():
+            # Run by the main thread wherever it is, even waiting for a lock: a third signal always works.
+            self._abandon("a third stop signal")
 
     @contextmanager
     def _signal_handlers(self) -> Iterator[None]:
@@ -290,34 +321,76 @@ class Daemon:
                 self.reload()
 
     def shutdown(self) -> int:
-        """Stop scheduling, let the cycle in flight end (or interrupt it in time), close; 0."""
+        """Stop scheduling, let the cycle in flight end (or ask it to stop in time), close; 0.
+
+        Within ``stop_timeout_seconds`` whatever happens: a cycle that does not stop is abandoned
+        at the timeout, and a backstop thread ends the process shortly after it should this very
+        thread be stuck (waiting for a lock, writing to a blocked stderr).
+        """
         with self._state_lock:
             self._stopping = True
         timeout = self.config.daemon.stop_timeout_seconds
-        busy = not self._idle.is_set()
-        log.info("stopping%s", f": waiting up to {timeout:g}s for the cycle in flight" if busy else "")
-        self.notifier.stopping("stopping: waiting for the cycle in flight" if busy else "stopping")
-        started = time.monotonic()
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + timeout
+        disarm = self._start_backstop(deadline + STOP_MARGIN_SECONDS, timeout)
+        try:
+            busy = not self._idle.is_set()
+            log.info("stopping%s", f": waiting up to {timeout:g}s for the cycle in flight" if busy else "")
+            self.notifier.stopping("stopping: waiting for the cycle in flight" if busy else "stopping")
+            if self.scheduler is not None and self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
 
-        deadline = started + timeout
-        interrupt_at = deadline - min(INTERRUPT_GRACE_SECONDS, timeout / 4)
-        if not self._wait_idle(until=interrupt_at, stop_on_signal=True):
-            self._interrupt_cycle()
-            if not self._wait_idle(until=deadline, stop_on_signal=False):
-                log.error(
-                    "the cycle in flight did not stop within %gs; exiting without it "
-                    "(the database rolls back its open transaction)",
-                    timeout,
-                )
-                self.close()
-                logging.shutdown()
-                self.hard_exit(ExitCode.OK)
-                return ExitCode.OK
+            interrupt_at = deadline - min(INTERRUPT_GRACE_SECONDS, timeout / 2)
+            if not self._wait_idle(until=interrupt_at, on_stop="second stop request: interrupting the cycle in flight"):
+                self._interrupt_cycle()
+                if not self._wait_idle(until=deadline, on_stop="third stop request: exiting at once"):
+                    self.close()
+                    self._abandon(f"the cycle in flight did not stop within {timeout:g}s")
+                    return ExitCode.OK
+        finally:
+            disarm.set()
         self.close()
         log.info("stopped")
         return ExitCode.OK
+
+    def _start_backstop(self, at: float, timeout: float) -> threading.Event:
+        """A thread that gives up on the cycle at ``at`` unless the returned event is set first."""
+        disarmed = threading.Event()
+
+        def backstop() -> None:
+            if not disarmed.wait(max(at - time.monotonic(), 0.0)):
+                self._abandon(f"the shutdown did not finish within {timeout:g}s", always=True)
+
+        threading.Thread(target=backstop, name="syncd-stop-backstop", daemon=True).start()
+        return disarmed
+
+    def _abandon(self, why: str, *, always: bool = False) -> None:
+        """Exit the process now, under the cycle in flight, with a last log line that tells its outcome.
+
+        The database rolls back whatever the cycle had not committed, and a run's outcome commits
+        with its data, so the line can say what the store holds.  Called from any thread and from
+        the signal handler, so it takes no lock; once, unless ``always`` (the backstop).
+        """
+        if self._abandoned and not always:
+            return
+        self._abandoned = True
+        current = self._current  # no lock: the main thread may hold it where the signal interrupted it
+        watch = current.watch if current is not None and current.watch is not None else RunWatch()
+        self._last_words(f"{why}; exiting without it: {_abandon_outcome(watch)}")
+        self.hard_exit(ExitCode.OK)
+
+    @staticmethod
+    def _last_words(message: str) -> None:
+        """Log ``message`` and flush, giving up after LAST_WORDS_SECONDS (a stuck handler must not hold the exit)."""
+
+        def write() -> None:
+            log.error("%s", message)
+            for handler in logging.getLogger().handlers:
+                with suppress(Exception):
+                    handler.flush()
+
+        writer = threading.Thread(target=write, name="syncd-last-words", daemon=True)
+        writer.start()
+        writer.join(LAST_WORDS_SECONDS)
 
     def close(self) -> None:
         """Release the metrics port and the wake-up pipe."""
@@ -329,25 +402,28 @@ class Daemon:
                 os.close(fd)
         self._wake_read = self._wake_write = -1
 
-    def _wait_idle(self, *, until: float, stop_on_signal: bool) -> bool:
-        """Wait for the cycle in flight to end; False at ``until`` or, if asked, at another stop signal."""
+    def _wait_idle(self, *, until: float, on_stop: str) -> bool:
+        """Wait for the cycle in flight to end; False at ``until`` or at another stop request (logged)."""
         while not self._idle.is_set():
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return False
             event = self._wait_for_event(timeout=min(remaining, 0.05))
-            if event == "stop" and stop_on_signal:
-                log.warning("second stop request: interrupting the cycle in flight")
+            if event == "stop":
+                log.warning("%s", on_stop)
                 return False
         return True
 
     def _interrupt_cycle(self) -> None:
-        with self._interrupt_lock:
-            ident = self._cycle_thread
-            if ident is None:
-                return
-            log.warning("interrupting the cycle in flight; its changes are rolled back")
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(CycleInterrupted))
+        """Ask the cycle in flight to stop at its next step (it rolls back what it has not committed)."""
+        with self._state_lock:
+            current = self._current
+        if current is None or current.cancel is None or current.cancel.is_set():
+            return
+        log.warning(
+            "interrupting the cycle in flight: it stops at its next step; what it has not committed is rolled back"
+        )
+        current.cancel.set()
 
     # ------------------------------------------------------------------ reload
 
@@ -414,31 +490,29 @@ class Daemon:
     def _run_cycle(self) -> None:
         """The scheduled job: one cycle, its outcome logged, counted and reported; never raises."""
         config = self.config
+        options = RunOptions(trigger="daemon", cancel=threading.Event(), watch=RunWatch())
         with self._state_lock:
             if self._stopping:
                 return
             self._idle.clear()
+            self._current = options
         started = time.monotonic()
         self.metrics.cycle_started()
         try:
-            with self._interrupt_lock:
-                self._cycle_thread = threading.get_ident()
-            try:
-                result = self.cycle(config)
-            finally:
-                with self._interrupt_lock:
-                    self._cycle_thread = None
+            result = self.cycle(config, options)
             self._finished(result, time.monotonic() - started)
-        except CycleInterrupted:
+        except Cancelled as stopped:
             duration = time.monotonic() - started
-            log.warning("cycle interrupted by shutdown after %.1fs; nothing of it was applied", duration)
-            self.metrics.record_error("INTERRUPTED", "interrupted by shutdown", duration)
+            log.warning("cycle interrupted by shutdown after %.1fs: %s", duration, stopped.outcome)
+            self.metrics.record_error("INTERRUPTED", f"interrupted by shutdown: {stopped.outcome}", duration)
         except SyncdError as error:
             self._failed(error.code, str(error), time.monotonic() - started)
         except Exception as error:
             log.exception("cycle failed unexpectedly")
             self._failed("UNEXPECTED", f"{type(error).__name__}: {error}", time.monotonic() - started, logged=True)
         finally:
+            with self._state_lock:
+                self._current = None
             self.cycles_finished += 1
             self._idle.set()
         if not self._stopping:

@@ -2,23 +2,34 @@
 
 :func:`run_once` is the single code path behind ``syncd plan``, ``syncd sync``, cron, the systemd
 timer and every cycle of the daemon, so all of them behave alike.
+
+A run's outcome is recorded once, whichever way it ends: refused or paused in a transaction of its
+own; applied in the apply's own transaction, so that its record commits with its data; failed -
+an error, an interrupt, a stop request - only while it is still ``running``, so nothing can
+relabel a run whose data was committed.  The change lines are logged after the commit; a stop or
+an interrupt then cuts the logging short and says so, and cannot change what the store holds.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import safety
+from .cancel import Cancelled, check
 from .changes import DeactivateUser, Plan
 from .config import Config
 from .errors import ConfigError, ExitCode, GraphError, SyncdError
 from .model import Snapshot, StoreState
 from .plan import diff
 from .render import describe, describe_problem, summary_line
+
+if TYPE_CHECKING:
+    from .apply import ApplyResult
 
 log = logging.getLogger("syncd")
 
@@ -34,6 +45,23 @@ class RunOptions:
     wait_seconds: float = 0.0
     progress: Callable[[str, int, int], None] | None = None
     """Called as progress(stage, done, total) while fetching and applying, if given."""
+    cancel: threading.Event | None = None
+    """Set by another thread to stop the run at its next step (:mod:`syncd.cancel`); nothing of it is
+    applied then, and :class:`~syncd.cancel.Cancelled` is raised."""
+    watch: RunWatch | None = None
+    """Kept up to date with where the run stands, for a thread that may have to give up on it."""
+
+
+@dataclass(slots=True)
+class RunWatch:
+    """Where a run stands, for another thread (the daemon, deciding what to say if it gives up on it).
+
+    ``stage`` is ``starting``, ``reading`` (Graph and the store), ``applying``, ``committing`` (its
+    outcome is written and the commit under way: it lands whole or not at all) or ``committed``.
+    """
+
+    run_id: int | None = None
+    stage: str = "starting"
 
 
 @dataclass(slots=True)
@@ -69,16 +97,20 @@ def load_snapshot(config: Config, options: RunOptions, stats: Any = None, store:
 
     if options.user or options.group:
         try:
-            return fetch.fetch_principal(config.graph, config.sync, user=options.user, group=options.group)
+            return fetch.fetch_principal(
+                config.graph, config.sync, user=options.user, group=options.group, cancel=options.cancel
+            )
         except SyncdError as error:
             # gone from Entra under that name: the id the store knows it by tells deleted from mistyped
             known = _known_entra_id(store, options) if error.code == "NOT_FOUND" else None
             if known is None:
                 raise
             if options.user:
-                return fetch.fetch_principal(config.graph, config.sync, user=known)
-            return fetch.fetch_principal(config.graph, config.sync, group=known)
-    return fetch.fetch_snapshot(config.graph, config.sync, progress=options.progress, stats=stats)
+                return fetch.fetch_principal(config.graph, config.sync, user=known, cancel=options.cancel)
+            return fetch.fetch_principal(config.graph, config.sync, group=known, cancel=options.cancel)
+    return fetch.fetch_snapshot(
+        config.graph, config.sync, progress=options.progress, stats=stats, cancel=options.cancel
+    )
 
 
 def _known_entra_id(store: Any, options: RunOptions) -> str | None:
@@ -112,12 +144,14 @@ def departures_to_explain(snapshot: Snapshot, state: StoreState, plan: Plan) -> 
     return sorted(set(leaving) | set(holders))
 
 
-def explain_departures(config: Config, snapshot: Snapshot, user_ids: list[str]) -> Snapshot:
+def explain_departures(
+    config: Config, snapshot: Snapshot, user_ids: list[str], cancel: threading.Event | None = None
+) -> Snapshot:
     """Add what Graph says about ``user_ids`` (disabled, or 404: deleted) to the snapshot."""
     from .graph import fetch
 
     try:
-        users, deleted = fetch.lookup_users(config.graph, user_ids)
+        users, deleted = fetch.lookup_users(config.graph, user_ids, cancel=cancel)
     except GraphError as error:
         if error.code == "GRAPH_AUTH":
             raise
@@ -143,7 +177,7 @@ def make_plan(config: Config, options: RunOptions, store: Any, stats: Any = None
     if not options.snapshot_path:
         unexplained = departures_to_explain(snapshot, state, plan)
         if unexplained:
-            snapshot = explain_departures(config, snapshot, unexplained)
+            snapshot = explain_departures(config, snapshot, unexplained, options.cancel)
             plan = diff(snapshot, state, config.policy)
     return snapshot, plan
 
@@ -153,10 +187,12 @@ def _failures(snapshot: Snapshot) -> list[dict[str, str]]:
 
 
 def run_once(config: Config, options: RunOptions, store: Any = None) -> RunResult:
-    """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written."""
+    """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written,
+    and :class:`~syncd.cancel.Cancelled` when ``options.cancel`` stopped it (nothing written either)."""
     from .graph.client import GraphStats
     from .store import Store
 
+    check(options.cancel)
     started = time.monotonic()
     own_store = store is None
     if store is None:
@@ -177,20 +213,23 @@ def run_once(config: Config, options: RunOptions, store: Any = None) -> RunResul
     result.graph_requests = stats.requests
     result.graph_throttled = stats.throttled
     if result.run_id is not None and options.trigger != "daemon":  # the daemon logs its cycles itself
-        log.info(
-            "run %d %s in %.1fs: applied %d changes, %d errors",
-            result.run_id,
-            result.status,
-            result.duration,
-            result.applied,
-            len(result.plan.errors) + len(result.failed) + len(result.failures),
-            extra={
-                "run_id": result.run_id,
-                "status": result.status,
-                "counts": result.applied_counts,
-                "duration": round(result.duration, 3),
-            },
-        )
+        try:
+            log.info(
+                "run %d %s in %.1fs: applied %d changes, %d errors",
+                result.run_id,
+                result.status,
+                result.duration,
+                result.applied,
+                len(result.plan.errors) + len(result.failed) + len(result.failures),
+                extra={
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "counts": result.applied_counts,
+                    "duration": round(result.duration, 3),
+                },
+            )
+        except KeyboardInterrupt:
+            _interrupted_after_commit(result)
     return result
 
 
@@ -202,6 +241,13 @@ def _verdict(plan: Plan, refusals: list[safety.Refusal]) -> tuple[str, ExitCode]
     if plan.errors:
         return "partial", ExitCode.PARTIAL
     return "success", ExitCode.OK
+
+
+def _applied_verdict(plan: Plan, applied: ApplyResult) -> tuple[str, ExitCode]:
+    status, code = _verdict(plan, [])
+    if applied.failed and status == "success":
+        return "partial", ExitCode.PARTIAL
+    return status, code
 
 
 def _dry_run(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
@@ -216,7 +262,8 @@ def _limits(config: Config) -> safety.Limits:
 
 
 def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
-    from .apply import apply_plan
+    """Source -> plan -> safety -> apply, the run's outcome recorded once whichever way it ends."""
+    from .apply import RunOutcome, apply_plan
 
     if store.is_paused():
         message = "provisioning is paused (`syncd resume` turns it back on); nothing was changed"
@@ -225,74 +272,133 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
         log.info("sync skipped: %s", message)
         return RunResult("paused", ExitCode.OK, run_id=run_id, message=message)
 
+    watch = options.watch if options.watch is not None else RunWatch()
     run_id = store.begin_run(options.trigger)
+    watch.run_id, watch.stage = run_id, "reading"
+    plan: Plan | None = None
     try:
         snapshot, plan = make_plan(config, options, store, stats)
-    except SyncdError as error:
-        store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message=f"{error.code}: {error}")
-        raise
-    except BaseException:
-        store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message="interrupted; nothing was applied")
-        raise
-    failures = _failures(snapshot)
-    for failure in snapshot.failures:
-        log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
-    refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
-    if refusals:
-        message = " ".join(refusal.message for refusal in refusals)
-        store.finish_run(run_id, "refused", changes=0, errors=0, summary=plan.summary(), message=message)
-        for refusal in refusals:
-            log.error("refused [%s]: %s", refusal.code, refusal.message)
-        return RunResult("refused", ExitCode.REFUSED, plan, run_id, message, failures=failures, refusals=refusals)
+        failures = _failures(snapshot)
+        for failure in snapshot.failures:
+            log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
+        refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
+        if refusals:
+            message = " ".join(refusal.message for refusal in refusals)
+            store.finish_run(run_id, "refused", changes=0, errors=0, summary=plan.summary(), message=message)
+            for refusal in refusals:
+                log.error("refused [%s]: %s", refusal.code, refusal.message)
+            return RunResult("refused", ExitCode.REFUSED, plan, run_id, message, failures=failures, refusals=refusals)
+        if store.is_paused():
+            message = "provisioning was paused while this run read Graph; nothing was changed"
+            store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
+            log.info("sync skipped: %s", message)
+            return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
 
-    if store.is_paused():
-        message = "provisioning was paused while this run read Graph; nothing was changed"
-        store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
-        log.info("sync skipped: %s", message)
-        return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
-    if options.progress is not None and plan.changes:
-        options.progress("apply changes", 0, len(plan.changes))
-    try:
-        applied = apply_plan(store, plan, run_id)
-    except SyncdError as error:
-        store.finish_run(
-            run_id, "failed", changes=0, errors=1, summary=plan.summary(), message=f"{error.code}: {error}"
-        )
-        raise
-    except BaseException:
-        store.finish_run(
-            run_id,
-            "failed",
-            changes=0,
-            errors=1,
-            summary=plan.summary(),
-            message="interrupted; nothing of this run was applied",
-        )
-        raise
-    if options.progress is not None and plan.changes:
-        options.progress("apply changes", len(plan.changes), len(plan.changes))
-    failed_ids = {id(entry.change) for entry in applied.failed}
-    for change in plan.changes:
-        if id(change) not in failed_ids:
-            fields = {name: [old, new] for name, old, new in change.fields}
-            extra = {"op": change.op, "entra_id": change.entra_id, "target": change.target, "fields": fields}
-            log.info("%s", describe(change), extra=extra)
-    for entry in applied.failed:
-        log.error("failed [%s] %s: %s", entry.code, describe(entry.change), entry.message)
-    for problem in plan.errors:
-        log.error("%s", describe_problem(problem, warning=False))
-    for problem in plan.warnings:
-        log.warning("%s", describe_problem(problem, warning=True))
+        check(options.cancel)
+        watch.stage = "applying"
+        if options.progress is not None and plan.changes:
+            options.progress("apply changes", 0, len(plan.changes))
+        applying = plan
 
-    status, code = _verdict(plan, [])
-    if applied.failed and status == "success":
-        status, code = "partial", ExitCode.PARTIAL
-    errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
-    message = summary_line(plan)
-    store.finish_run(run_id, status, changes=applied.applied, errors=errors, summary=plan.summary(), message=message)
+        def finish(applied: ApplyResult) -> RunOutcome:
+            status, _ = _applied_verdict(applying, applied)
+            errors = len(applying.errors) + len(applied.failed) + len(snapshot.failures)
+            watch.stage = "committing"
+            return RunOutcome(status, errors, summary_line(applying))
+
+        applied = apply_plan(store, plan, run_id, finish=finish, cancel=options.cancel)
+        watch.stage = "committed"
+    except BaseException as error:
+        _record_failure(store, run_id, error, plan)
+        raise
+
+    status, code = _applied_verdict(plan, applied)
     failed = [
         {"op": e.change.op, "target": e.change.target, "code": e.code, "message": e.message} for e in applied.failed
     ]
-    result = RunResult(status, code, plan, run_id, message, applied.applied, failed, failures)
+    result = RunResult(status, code, plan, run_id, summary_line(plan), applied.applied, failed, failures)
     result.applied_counts = dict(applied.counts)
+    _log_applied(result, applied, options)
     return result
+
+
+def _record_failure(store: Any, run_id: int, error: BaseException, plan: Plan | None) -> None:
+    """Record run ``run_id`` as failed with nothing applied, unless it had committed its outcome.
+
+    What the log and the run record say is then what the store holds; a :class:`Cancelled` carries
+    it (``outcome``) to whoever asked for the stop.
+    """
+    if isinstance(error, SyncdError):
+        message = f"{error.code}: {error}"
+    elif isinstance(error, Cancelled):
+        message = "interrupted by shutdown; nothing of this run was applied"
+    elif isinstance(error, KeyboardInterrupt):
+        message = "interrupted; nothing of this run was applied"
+    else:
+        message = f"failed unexpectedly ({type(error).__name__}); nothing of this run was applied"
+    try:
+        recorded = store.fail_run(run_id, message, summary=plan.summary() if plan is not None else {})
+    except Exception as failure:  # the database that failed the run may refuse this as well
+        log.warning("run %d could not be recorded as failed (%s); the next run records it so", run_id, failure)
+        outcome = f"nothing of it was applied; the next run records run {run_id} as failed"
+    else:
+        if recorded:
+            outcome = f"nothing of it was applied; run {run_id} is recorded as failed"
+        else:
+            outcome = f"run {run_id} had already recorded how it ended, with its changes; that record stands"
+            log.warning("%s (`syncd history`): it was interrupted only after its commit", outcome)
+    if isinstance(error, Cancelled):
+        error.outcome = outcome
+
+
+def _log_applied(result: RunResult, applied: ApplyResult, options: RunOptions) -> None:
+    """One line per change written, then the failures, errors and warnings; after the commit.
+
+    A stop request or an interrupt cuts this short, with one line that says so: the changes are
+    committed whatever happens here.
+    """
+    plan, cancel = result.plan, options.cancel
+    failed_ids = {id(entry.change) for entry in applied.failed}
+    logged = 0
+    try:
+        if options.progress is not None and plan.changes:
+            options.progress("apply changes", len(plan.changes), len(plan.changes))
+        for change in plan.changes:
+            if id(change) in failed_ids:
+                continue
+            if cancel is not None and cancel.is_set():
+                _logging_cut_short(result, logged)
+                return
+            fields = {name: [old, new] for name, old, new in change.fields}
+            extra = {"op": change.op, "entra_id": change.entra_id, "target": change.target, "fields": fields}
+            log.info("%s", describe(change), extra=extra)
+            logged += 1
+        for entry in applied.failed:
+            log.error("failed [%s] %s: %s", entry.code, describe(entry.change), entry.message)
+        for problem in plan.errors:
+            log.error("%s", describe_problem(problem, warning=False))
+        for problem in plan.warnings:
+            log.warning("%s", describe_problem(problem, warning=True))
+    except KeyboardInterrupt:
+        _logging_cut_short(result, logged)
+
+
+def _logging_cut_short(result: RunResult, logged: int) -> None:
+    log.warning(
+        "stopped logging the changes of run %s after %d of %d: all %d were applied and committed "
+        "(`syncd log --run %s` lists them)",
+        result.run_id,
+        min(logged, result.applied),
+        result.applied,
+        result.applied,
+        result.run_id,
+    )
+
+
+def _interrupted_after_commit(result: RunResult) -> None:
+    log.warning(
+        "interrupted after run %s was committed: it %s with %d changes applied",
+        result.run_id,
+        "was refused" if result.status == "refused" else f"ended {result.status}",
+        result.applied,
+    )

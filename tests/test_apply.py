@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import event, select
 
-from syncd.apply import PARKED_DOMAIN, apply_plan
+from syncd.apply import PARKED_DOMAIN, RunOutcome, apply_plan
+from syncd.cancel import Cancelled
 from syncd.changes import (
     AddMember,
     AdoptUser,
@@ -23,6 +26,7 @@ from syncd.changes import (
 )
 from syncd.errors import StoreError
 from syncd.model import StoreState
+from syncd.store import Store
 from syncd.store.schema import team_members, users
 from tests.builders import stored_team, stored_user
 
@@ -398,3 +402,147 @@ def test_a_database_failure_mid_apply_rolls_everything_back(store, seed):
     assert raised.value.code in ("STORE_SCHEMA", "STORE_FAILED")
     assert snapshot_of(store) == before
     assert store.audit(run_id) == []
+
+
+# --------------------------------------------------------------------------- the run's record commits with its data
+
+
+def _outcome(status: str = "success"):
+    return lambda applied: RunOutcome(status, len(applied.failed), f"{applied.applied} changes")
+
+
+def test_the_outcome_of_a_run_is_written_in_the_apply_transaction(store):
+    run_id = store.begin_run("cli")
+    seen: list[str] = []
+
+    def peek(connection, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE SYNC_RUNS"):
+            seen.append("outcome")
+        elif statement.lstrip().upper().startswith(("INSERT INTO AUDIT", "COPY")) and not seen:
+            seen.append("data")
+
+    event.listen(store.engine, "before_cursor_execute", peek)
+    try:
+        result = apply_plan(store, _big_plan_for_empty(), run_id, finish=_outcome())
+    finally:
+        event.remove(store.engine, "before_cursor_execute", peek)
+    assert seen[-1] == "outcome"
+    run = store.run(run_id)
+    assert run is not None
+    assert (run["status"], run["changes"], run["message"]) == ("success", result.applied, "4 changes")
+    assert run["summary"] == {"create_user": 2, "create_team": 1, "add_member": 1}
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError, Cancelled])
+def test_a_run_whose_apply_is_interrupted_keeps_no_data_and_no_outcome(store, seed, interruption):
+    """Whatever ends the apply before its commit leaves the run ``running`` and the store as it was:
+    the next run relabels it failed with no changes, which is then true."""
+    _seed_small(store, seed)
+    before = snapshot_of(store)
+    run_id = store.begin_run("cli")
+
+    def interrupt(_connection, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE SYNC_RUNS"):  # the very last statement before the commit
+            raise interruption()
+
+    event.listen(store.engine, "before_cursor_execute", interrupt)
+    try:
+        with pytest.raises(interruption):
+            apply_plan(store, _big_plan(), run_id, finish=_outcome())
+    finally:
+        event.remove(store.engine, "before_cursor_execute", interrupt)
+    assert snapshot_of(store) == before
+    assert store.run(run_id)["status"] == "running"
+    with store.lock():
+        store.begin_run("cli")
+    relabelled = store.run(run_id)
+    assert (relabelled["status"], relabelled["changes"]) == ("failed", 0)
+    assert "nothing of it was applied" in relabelled["message"]
+
+
+def test_a_stop_request_is_honoured_between_groups_of_changes_and_rolls_back(store, seed):
+    _seed_small(store, seed)
+    before = snapshot_of(store)
+    run_id = store.begin_run("cli")
+    cancel = threading.Event()
+
+    def stop_after_the_first_group(_connection, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("RELEASE SAVEPOINT"):
+            cancel.set()
+
+    event.listen(store.engine, "before_cursor_execute", stop_after_the_first_group)
+    try:
+        with pytest.raises(Cancelled):
+            apply_plan(store, _big_plan(), run_id, finish=_outcome(), cancel=cancel)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", stop_after_the_first_group)
+    assert snapshot_of(store) == before
+    assert store.audit(run_id) == []
+    assert store.run(run_id)["status"] == "running"
+
+
+def test_a_stop_request_after_the_outcome_is_written_changes_nothing(store):
+    run_id = store.begin_run("cli")
+    cancel = threading.Event()
+
+    def finish(applied):
+        outcome = _outcome()(applied)
+        cancel.set()  # too late: the outcome is being written, the commit follows
+        return outcome
+
+    result = apply_plan(store, _big_plan_for_empty(), run_id, finish=finish, cancel=cancel)
+    assert result.applied == 4 and store.run(run_id)["status"] == "success"
+    assert len(store.list_users()) == 2
+
+
+def test_an_outcome_for_a_run_that_is_no_longer_running_is_refused_and_nothing_lands(store):
+    run_id = store.begin_run("cli")
+    store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message="given up")
+    with pytest.raises(StoreError, match="no longer running"):
+        apply_plan(store, _big_plan_for_empty(), run_id, finish=_outcome())
+    assert store.list_users() == [] and store.audit(run_id) == []
+    assert store.run(run_id)["message"] == "given up"
+
+
+def _big_plan_for_empty() -> Plan:
+    return Plan(
+        changes=(
+            create(ANN, "ann@contoso.com"),
+            create(BOB, "bob@contoso.com"),
+            CreateTeam(SALES, "Sales"),
+            AddMember(SALES, "Sales", ANN, "ann@contoso.com"),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- a database that cannot grow
+
+
+def test_a_database_that_cannot_grow_fails_the_apply_with_the_reason_and_keeps_nothing(sqlite_url, seed):
+    """SQLite rolls the whole transaction back when the database or disk is full, so the savepoint
+    around the failing statement is gone; the reason must still be the full database."""
+    store = Store.open(sqlite_url)
+    try:
+        store.ensure_schema()
+        _seed_small(store, seed)
+        before = snapshot_of(store)
+        run_id = store.begin_run("cli")
+        with store.engine.connect() as connection:
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+
+        @event.listens_for(store.engine, "connect")
+        def cannot_grow(dbapi_connection, _record):
+            dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+        store.engine.dispose()
+        many = tuple(
+            create(f"00000000-0000-0000-0009-{n:012d}", f"user{n}@contoso.com", "x" * 200) for n in range(2000)
+        )
+        with pytest.raises(StoreError) as raised:
+            apply_plan(store, Plan(changes=many), run_id, finish=_outcome())
+        assert raised.value.code == "STORE_FAILED"
+        assert "database or disk is full" in str(raised.value)
+        assert snapshot_of(store) == before
+        assert store.run(run_id)["status"] == "running"
+    finally:
+        store.close()

@@ -287,7 +287,7 @@ def test_sigterm_ends_a_one_shot_sync_like_ctrl_c_and_records_it(graphed):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
-    assert "Interrupted" in err and "Traceback" not in err
+    assert "Stopped: nothing of it was applied" in err and "Traceback" not in err
     last = graphed.json("history")[0]
     assert last["status"] == "failed" and "interrupted" in last["message"]
     assert graphed.json("users") == []

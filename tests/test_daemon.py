@@ -6,7 +6,9 @@ are what the handlers call); ``test_daemon_process.py`` sends real signals to a 
 
 from __future__ import annotations
 
+import io
 import logging
+import signal
 import socket
 import threading
 import time
@@ -19,11 +21,12 @@ from typing import Any
 
 import pytest
 
+from syncd.cancel import Cancelled, check
 from syncd.config import Config, DaemonConfig, build
-from syncd.daemon import Daemon, load_for_daemon, main
+from syncd.daemon import LAST_WORDS_SECONDS, STOP_MARGIN_SECONDS, Daemon, load_for_daemon, main
 from syncd.errors import ConfigError, ExitCode, GraphError, LockedError, StoreError
 from syncd.notify import Notifier
-from syncd.reconcile import RunResult
+from syncd.reconcile import RunOptions, RunResult
 
 FAST = 0.002  # minutes: a cycle every 0.12 s
 
@@ -46,7 +49,7 @@ def make_config(**daemon: Any) -> Config:
 class FakeCycle:
     """A cycle that succeeds, or does what the test scripts for each call."""
 
-    def __init__(self, *script: Callable[[Config], RunResult]) -> None:
+    def __init__(self, *script: Callable[[Config, RunOptions], RunResult]) -> None:
         self.script = list(script)
         self.calls = 0
         self.configs: list[Config] = []
@@ -54,7 +57,7 @@ class FakeCycle:
         self.most_concurrent = 0
         self.lock = threading.Lock()
 
-    def __call__(self, config: Config) -> RunResult:
+    def __call__(self, config: Config, options: RunOptions) -> RunResult:
         with self.lock:
             self.calls += 1
             self.running += 1
@@ -63,7 +66,7 @@ class FakeCycle:
         self.configs.append(config)
         try:
             if step is not None:
-                return step(config)
+                return step(config, options)
             return RunResult("success", ExitCode.OK, message="Plan: no changes.", run_id=self.calls)
         finally:
             with self.lock:
@@ -172,13 +175,13 @@ def test_a_failed_cycle_is_logged_with_its_code_and_retried_at_the_next_tick(
 ) -> None:
     caplog.set_level(logging.INFO, logger="syncd")
 
-    def graph_down(config: Config) -> RunResult:
+    def graph_down(config: Config, options: RunOptions) -> RunResult:
         raise GraphError("Graph answered 503 after 6 retries", code="GRAPH_UNAVAILABLE")
 
-    def store_down(config: Config) -> RunResult:
+    def store_down(config: Config, options: RunOptions) -> RunResult:
         raise StoreError("connection refused", code="STORE_UNREACHABLE")
 
-    def locked(config: Config) -> RunResult:
+    def locked(config: Config, options: RunOptions) -> RunResult:
         raise LockedError("another syncd run holds the lock: pid 1 on host h")
 
     cycle = FakeCycle(graph_down, store_down, locked)
@@ -198,7 +201,7 @@ def test_a_failed_cycle_is_logged_with_its_code_and_retried_at_the_next_tick(
 def test_an_unexpected_exception_is_logged_with_its_traceback_and_the_daemon_goes_on(
     start: Callable[..., Running], caplog: pytest.LogCaptureFixture
 ) -> None:
-    def bug(config: Config) -> RunResult:
+    def bug(config: Config, options: RunOptions) -> RunResult:
         raise ZeroDivisionError("division by zero")
 
     cycle = FakeCycle(bug)
@@ -210,7 +213,7 @@ def test_an_unexpected_exception_is_logged_with_its_traceback_and_the_daemon_goe
 
 
 def test_cycles_never_overlap_and_missed_ticks_are_not_made_up(start: Callable[..., Running]) -> None:
-    def slow(config: Config) -> RunResult:
+    def slow(config: Config, options: RunOptions) -> RunResult:
         time.sleep(0.6)  # five intervals
         return RunResult("success", ExitCode.OK)
 
@@ -226,7 +229,7 @@ def test_cycles_never_overlap_and_missed_ticks_are_not_made_up(start: Callable[.
 def test_paused_provisioning_is_reported_not_failed(start: Callable[..., Running], listener: Any) -> None:
     path, sock = listener
 
-    def paused(config: Config) -> RunResult:
+    def paused(config: Config, options: RunOptions) -> RunResult:
         return RunResult("paused", ExitCode.OK, message="provisioning is paused (`syncd resume` turns it back on)")
 
     running = start(cycle=FakeCycle(paused), notifier=Notifier(path))
@@ -243,7 +246,7 @@ def test_stop_lets_the_cycle_in_flight_finish(start: Callable[..., Running]) -> 
     finished = threading.Event()
     entered = threading.Event()
 
-    def long(config: Config) -> RunResult:
+    def long(config: Config, options: RunOptions) -> RunResult:
         entered.set()
         time.sleep(0.5)
         finished.set()
@@ -255,43 +258,194 @@ def test_stop_lets_the_cycle_in_flight_finish(start: Callable[..., Running]) -> 
     assert finished.is_set()
 
 
-def endless_cycle() -> tuple[threading.Event, threading.Event, Callable[[Config], RunResult]]:
-    """A cycle that never ends by itself: (entered, interrupted, cycle)."""
+def endless_cycle() -> tuple[threading.Event, threading.Event, Callable[[Config, RunOptions], RunResult]]:
+    """A cycle that runs until asked to stop, checking its cancel event between steps: (entered, stopped, cycle)."""
     entered = threading.Event()
-    interrupted = threading.Event()
+    stopped = threading.Event()
 
-    def endless(config: Config) -> RunResult:
+    def endless(config: Config, options: RunOptions) -> RunResult:
         entered.set()
         try:
             while True:
+                check(options.cancel)
                 time.sleep(0.01)
-        except KeyboardInterrupt:
-            interrupted.set()
+        except Cancelled:
+            stopped.set()
             raise
 
-    return entered, interrupted, endless
+    return entered, stopped, endless
 
 
-def test_a_cycle_still_running_at_the_stop_timeout_is_interrupted(start: Callable[..., Running]) -> None:
-    entered, interrupted, endless = endless_cycle()
+def stuck_cycle() -> tuple[threading.Event, threading.Event, Callable[[Config, RunOptions], RunResult]]:
+    """A cycle blocked in one long call that never looks at its cancel event: (entered, release, cycle)."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stuck(config: Config, options: RunOptions) -> RunResult:
+        entered.set()
+        release.wait(30)
+        return RunResult("success", ExitCode.OK)
+
+    return entered, release, stuck
+
+
+def test_a_cycle_still_running_shortly_before_the_stop_timeout_is_asked_to_stop(
+    start: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd")
+    entered, stopped, endless = endless_cycle()
 
     running = start(make_config(stop_timeout_seconds=0.8), cycle=FakeCycle(endless))
     assert entered.wait(5)
+    began = time.monotonic()
     assert running.stop() == ExitCode.OK
-    assert interrupted.is_set(), "the endless cycle was interrupted at the stop timeout"
+    assert time.monotonic() - began < 0.8, "stopped within the stop timeout"
+    assert stopped.is_set(), "the endless cycle was asked to stop before the stop timeout"
     assert running.daemon.metrics.cycle_errors.labels("INTERRUPTED")._value.get() == 1
+    assert "cycle interrupted by shutdown" in caplog.text and "nothing of it was applied" in caplog.text
 
 
-def test_a_second_stop_request_interrupts_at_once(start: Callable[..., Running]) -> None:
-    entered, interrupted, endless = endless_cycle()
+def test_no_exception_is_ever_injected_into_the_cycle_thread(start: Callable[..., Running]) -> None:
+    """The cycle learns of the stop through its cancel event only; code that does not look is never
+    interrupted in the middle (where it might hold a lock or be inside a ``finally``)."""
+    entered, release, stuck = stuck_cycle()
+    outcome: list[BaseException | str] = []
+
+    def watched(config: Config, options: RunOptions) -> RunResult:
+        try:
+            result = stuck(config, options)
+        except BaseException as error:  # an injected exception would land here
+            outcome.append(error)
+            raise
+        outcome.append("returned")
+        assert options.cancel is not None and options.cancel.is_set(), "it was asked to stop"
+        return result
+
+    hard_exits: list[int] = []
+    running = start(make_config(stop_timeout_seconds=0.6), cycle=FakeCycle(watched), hard_exit=hard_exits.append)
+    assert entered.wait(5)
+    running.daemon.request_stop()
+    wait_for(lambda: hard_exits, timeout=3)
+    release.set()
+    wait_for(lambda: outcome, timeout=5)
+    assert outcome == ["returned"]
+    running.thread.join(5)
+
+
+def test_a_second_stop_request_asks_the_cycle_to_stop_at_once(start: Callable[..., Running]) -> None:
+    entered, stopped, endless = endless_cycle()
 
     running = start(make_config(stop_timeout_seconds=60), cycle=FakeCycle(endless))
     assert entered.wait(5)
     running.daemon.request_stop()
     time.sleep(0.2)
-    assert not interrupted.is_set()
+    assert not stopped.is_set()
+    began = time.monotonic()
     assert running.stop() == ExitCode.OK, "a second request stops long before the 60 s stop timeout"
-    assert interrupted.is_set()
+    assert stopped.is_set()
+    assert time.monotonic() - began < 2
+
+
+def test_a_cycle_that_does_not_stop_is_abandoned_at_the_stop_timeout_with_a_true_last_line(
+    start: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release, stuck = stuck_cycle()
+    hard_exits: list[int] = []
+
+    def reading(config: Config, options: RunOptions) -> RunResult:
+        assert options.watch is not None
+        options.watch.run_id, options.watch.stage = 7, "reading"
+        return stuck(config, options)
+
+    running = start(make_config(stop_timeout_seconds=1), cycle=FakeCycle(reading), hard_exit=hard_exits.append)
+    assert entered.wait(5)
+    began = time.monotonic()
+    running.daemon.request_stop()
+    wait_for(lambda: hard_exits, timeout=5)
+    assert time.monotonic() - began < 1 + 0.5, "abandoned at the stop timeout"
+    assert hard_exits == [ExitCode.OK]
+    release.set()
+    running.thread.join(5)
+    (line,) = [r.getMessage() for r in caplog.records if "exiting without it" in r.getMessage()]
+    assert line.startswith("the cycle in flight did not stop within 1s; exiting without it: nothing of it was applied")
+    assert "the next run records run 7 as failed" in line
+
+
+@pytest.mark.parametrize(
+    ("stage", "says"),
+    [
+        ("committed", "run 7 is committed and recorded; only the logging of its changes is cut short"),
+        ("committing", "run 7 was being committed: the database keeps all of it or none of it"),
+        ("applying", "nothing of it was applied: the database rolls back its open transaction"),
+    ],
+)
+def test_the_last_line_of_an_abandoned_cycle_says_what_the_store_holds(
+    start: Callable[..., Running], caplog: pytest.LogCaptureFixture, stage: str, says: str
+) -> None:
+    entered, release, stuck = stuck_cycle()
+    hard_exits: list[int] = []
+
+    def at_stage(config: Config, options: RunOptions) -> RunResult:
+        assert options.watch is not None
+        options.watch.run_id, options.watch.stage = 7, stage
+        return stuck(config, options)
+
+    running = start(make_config(stop_timeout_seconds=0.4), cycle=FakeCycle(at_stage), hard_exit=hard_exits.append)
+    assert entered.wait(5)
+    running.daemon.request_stop()
+    wait_for(lambda: hard_exits, timeout=5)
+    release.set()
+    running.thread.join(5)
+    assert says in caplog.text
+
+
+def test_a_third_stop_signal_exits_at_once(start: Callable[..., Running]) -> None:
+    entered, release, stuck = stuck_cycle()
+    hard_exits: list[int] = []
+    running = start(make_config(stop_timeout_seconds=60), cycle=FakeCycle(stuck), hard_exit=hard_exits.append)
+    assert entered.wait(5)
+    began = time.monotonic()
+    for _ in range(3):
+        running.daemon._on_signal(signal.SIGTERM, None)  # what the handler does, from this thread
+    wait_for(lambda: hard_exits, timeout=5)
+    assert time.monotonic() - began < 2, "long before the 60 s stop timeout"
+    release.set()
+    running.thread.join(5)
+
+
+def test_the_stop_timeout_holds_even_when_the_main_thread_is_stuck_in_a_logging_lock(
+    start: Callable[..., Running],
+) -> None:
+    """The issue's hang: the thread that stops the daemon waits for a log handler that the cycle
+    holds (a blocked stderr).  A backstop thread ends the process shortly after the stop timeout."""
+    entered, release, stuck = stuck_cycle()
+    handler = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    hard_exits: list[int] = []
+
+    def holding_the_handler(config: Config, options: RunOptions) -> RunResult:
+        handler.acquire()  # as if writing to a stderr nobody reads
+        try:
+            return stuck(config, options)
+        finally:
+            handler.release()
+
+    try:
+        running = start(
+            make_config(stop_timeout_seconds=0.5), cycle=FakeCycle(holding_the_handler), hard_exit=hard_exits.append
+        )
+        assert entered.wait(5)
+        began = time.monotonic()
+        running.daemon.request_stop()
+        wait_for(lambda: hard_exits, timeout=10)
+        took = time.monotonic() - began
+        assert took < 0.5 + STOP_MARGIN_SECONDS + LAST_WORDS_SECONDS + 0.5, took
+    finally:
+        release.set()
+        root.removeHandler(handler)
+    running.thread.join(5)
+    assert hard_exits == [ExitCode.OK], "given up on once"
 
 
 # --------------------------------------------------------------------------- reload

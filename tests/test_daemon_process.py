@@ -399,17 +399,57 @@ def test_sigterm_during_an_apply_lets_it_finish_when_there_is_time(setup: Setup,
     assert setup.pending_changes() == 0, "fully applied"
 
 
-def test_sigterm_during_an_apply_that_overruns_the_stop_timeout_rolls_it_back(
+def test_sigterm_during_an_apply_that_overruns_the_stop_timeout_asks_it_to_stop_and_rolls_it_back(
     setup: Setup, tmp_path: Path, url: str
 ) -> None:
-    daemon, _ = start_slow_apply(setup, tmp_path, delay=5, stop_timeout=2, url=url)
+    daemon, _ = start_slow_apply(setup, tmp_path, delay=0.6, stop_timeout=2, url=url)
     daemon.signal(signal.SIGTERM)
+    started = time.monotonic()
     assert daemon.wait() == 0, daemon.text
+    assert time.monotonic() - started < 2 + 1
     assert "interrupting the cycle in flight" in daemon.text
+    assert "cycle interrupted by shutdown" in daemon.text and "nothing of it was applied" in daemon.text
+    assert "exiting without it" not in daemon.text, "it stopped at its next step, in time"
+    assert "stopped" in daemon.lines[-1]
     assert setup.counts(url) == {"active_users": 0, "inactive_users": 0, "teams": 0}, "as before the cycle"
     with Store(url) as store:
         last = store.last_run()
-    assert last is not None and last["status"] == "failed" and "interrupted" in last["message"]
+    assert last is not None and last["status"] == "failed" and last["changes"] == 0
+    assert last["message"] == "interrupted by shutdown; nothing of this run was applied"
+
+
+def test_a_second_sigterm_asks_the_cycle_to_stop_at_once(setup: Setup, tmp_path: Path, url: str) -> None:
+    daemon, _ = start_slow_apply(setup, tmp_path, delay=0.6, stop_timeout=60, url=url)
+    daemon.signal(signal.SIGTERM)
+    daemon.wait_for_line("stopping: waiting up to 60s")
+    daemon.signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert daemon.wait() == 0, daemon.text
+    assert time.monotonic() - started < 3
+    assert "second stop request: interrupting the cycle in flight" in daemon.text
+    assert "cycle interrupted by shutdown" in daemon.text
+    assert setup.counts(url) == {"active_users": 0, "inactive_users": 0, "teams": 0}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_third_signal_exits_at_once_when_the_cycle_cannot_stop(setup: Setup, tmp_path: Path, signum: int) -> None:
+    runner = SLOW_APPLY_RUNNER.replace(
+        "while time.monotonic() < end:\n            time.sleep(0.01)", "time.sleep(delay)"
+    )
+    setup.write_config(interval_minutes=60, stop_timeout_seconds=60)
+    marker = tmp_path / "apply-started"
+    daemon = setup.start("run", runner=runner, APPLY_MARKER=str(marker), APPLY_DELAY="30")
+    wait_for(marker.exists, what="the apply to begin")
+    daemon.signal(signum)
+    daemon.wait_for_line("stopping: waiting up to 60s")
+    daemon.signal(signum)
+    daemon.wait_for_line("second stop request")
+    daemon.signal(signum)
+    started = time.monotonic()
+    assert daemon.wait() == 0, daemon.text
+    assert time.monotonic() - started < 2
+    assert "exiting without it: nothing of it was applied" in daemon.text
+    assert setup.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}, "as before the cycle"
 
 
 def test_a_cycle_that_ignores_the_interrupt_is_abandoned_to_the_database_rollback(setup: Setup, tmp_path: Path) -> None:
@@ -424,6 +464,13 @@ def test_a_cycle_that_ignores_the_interrupt_is_abandoned_to_the_database_rollbac
     started = time.monotonic()
     assert daemon.wait() == 0, daemon.text
     assert time.monotonic() - started < 1 + 1
-    assert "did not stop within 1s; exiting without it" in daemon.text
+    assert "did not stop within 1s; exiting without it: nothing of it was applied" in daemon.text
     assert setup.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}, "as before the cycle"
-    assert setup.pending_changes() > 0
+    with Store(setup.store_url) as store:
+        left = store.last_run()
+        assert left is not None and left["status"] == "running", "the process ended under it"
+        run_once(load(str(setup.config)), RunOptions())
+        relabelled = store.run(left["id"])
+    assert relabelled is not None and relabelled["status"] == "failed" and relabelled["changes"] == 0
+    assert "nothing of it was applied" in relabelled["message"]
+    assert setup.pending_changes() == 0

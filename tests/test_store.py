@@ -185,7 +185,29 @@ def test_runs_left_running_by_a_dead_process_are_closed_by_the_next_locked_run(s
         store.begin_run("cli")
     runs = {run["id"]: run for run in store.runs()}
     assert runs[dead]["status"] == "failed"
-    assert "interrupted" in runs[dead]["message"]
+    assert runs[dead]["changes"] == 0
+    assert "interrupted" in runs[dead]["message"] and "nothing of it was applied" in runs[dead]["message"]
+
+
+def test_failing_a_run_never_relabels_one_that_recorded_its_outcome(store):
+    finished = store.begin_run("cli")
+    store.finish_run(finished, "success", changes=12, errors=0, summary={"create_user": 12}, message="done")
+    assert store.fail_run(finished, "interrupted; nothing of this run was applied") is False
+    assert (store.run(finished)["status"], store.run(finished)["changes"]) == ("success", 12)
+
+    running = store.begin_run("cli")
+    assert store.fail_run(running, "STORE_FAILED: database error: database or disk is full") is True
+    failed = store.run(running)
+    assert (failed["status"], failed["changes"], failed["errors"]) == ("failed", 0, 1)
+    assert failed["message"] == "STORE_FAILED: database error: database or disk is full"
+
+
+def test_an_outcome_written_in_a_transaction_that_rolls_back_is_not_kept(store):
+    run_id = store.begin_run("cli")
+    with pytest.raises(RuntimeError), store.transaction() as connection:
+        store.finish_run(run_id, "success", changes=3, errors=0, summary={}, message="", connection=connection)
+        raise RuntimeError("killed before the commit")
+    assert store.run(run_id)["status"] == "running"
 
 
 def test_audit_defaults_to_the_last_run_that_was_not_a_dry_run(store):

@@ -36,6 +36,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from urllib.parse import urlsplit
 import httpx
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 
+from ..cancel import check
 from ..config import GraphConfig
 from ..errors import ConfigError, GraphError
 from .auth import LOOPBACK_HOSTS, build_credential, close_credential, graph_scope
@@ -59,6 +61,9 @@ BATCH_SIZE = 20
 """Graph executes at most 20 requests per JSON ``$batch``."""
 MAX_PAGES = 100_000
 """More pages than any directory collection can have (about 100 million objects at 999 a page)."""
+
+CANCEL_POLL_SECONDS = 0.05
+"""How often a request in flight or a retry wait looks at the cancel event."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -118,7 +123,8 @@ class GraphClient:
     """One Graph session: the SDK request adapter, the retry policy, the semaphore and the counters.
 
     Use it as an async context manager (``async with GraphClient(graph) as client``); on exit the
-    HTTP connections and the credential are closed.
+    HTTP connections and the credential are closed.  Once ``cancel`` is set, requests in flight,
+    the next request and any retry wait raise :class:`~syncd.cancel.Cancelled`.
     """
 
     def __init__(
@@ -129,8 +135,10 @@ class GraphClient:
         stats: GraphStats | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.graph = graph
+        self.cancel = cancel
         self.base_url = graph.base_url.rstrip("/")
         self.stats = stats if stats is not None else GraphStats()
         self.retry = retry if retry is not None else RetryPolicy(max_retries=graph.max_retries)
@@ -186,6 +194,7 @@ class GraphClient:
         from kiota_abstractions.request_information import RequestInformation
         from kiota_http.middleware.options import ResponseHandlerOption
 
+        check(self.cancel)
         info = RequestInformation(Method(method))
         info.url = self.absolute(url)
         info.headers.try_add("Accept", "application/json")
@@ -195,8 +204,11 @@ class GraphClient:
             info.set_stream_content(content, "application/json")
         info.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
         async with self._semaphore:
+            check(self.cancel)  # a request that waited for a slot is not sent after a stop either
             self.stats.requests += 1
-            answer: httpx.Response = await self._adapter.send_primitive_async(info, "bytes", None)
+            answer: httpx.Response = await self._unless_cancelled(
+                self._adapter.send_primitive_async(info, "bytes", None)
+            )
         answer_headers = {key.lower(): value for key, value in answer.headers.items()}
         return Response(answer.status_code, answer_headers, answer.content)
 
@@ -245,7 +257,37 @@ class GraphClient:
             log.debug("%s: %s; retrying in %.3fs", what, failure.message, wait)
             attempt += 1
             self.stats.retries += 1
-            await self._sleep(wait)
+            await self._wait(wait)
+
+    async def _unless_cancelled(self, request: Awaitable[Any]) -> Any:
+        """Await ``request``; once ``cancel`` is set, cancel it (asyncio's own, cooperative way) and raise
+        :class:`~syncd.cancel.Cancelled`, so that a slow answer does not hold up a stop."""
+        if self.cancel is None:
+            return await request
+        task = asyncio.ensure_future(request)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=CANCEL_POLL_SECONDS)
+                if done:
+                    return task.result()
+                check(self.cancel)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait before a retry; with ``cancel``, in short steps so that a stop is not kept waiting."""
+        if self.cancel is None:
+            await self._sleep(seconds)
+            return
+        remaining = seconds
+        while remaining > 0:
+            check(self.cancel)
+            step = min(remaining, CANCEL_POLL_SECONDS)
+            await self._sleep(step)
+            remaining -= step
+        check(self.cancel)
 
     async def get_json(self, url: str, *, what: str) -> dict[str, Any]:
         """GET ``url`` and decode the JSON object it answers."""
@@ -358,7 +400,7 @@ class GraphClient:
                 self.stats.retries += 1
                 wait = max(waits)
                 log.debug("%s: %d $batch items throttled or failed; retrying in %.3fs", what, len(pending), wait)
-                await self._sleep(wait)
+                await self._wait(wait)
         return [done[str(index)] for index in range(1, len(urls) + 1)]
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -165,6 +166,7 @@ async def _read_all(client: GraphClient, sync: SyncConfig, found: Collected, rep
         list_groups(),
     )
     report("fetch users", len(found.users), len(found.users))
+    listed = list(dict(listed).items())  # a group listed on two pages is one group
     group_ids = [group_id for group_id, _ in listed]
     members = await _read_member_lists(client, group_ids, nested=sync.nested_groups, found=found, report=report)
     return [
@@ -175,8 +177,15 @@ async def _read_all(client: GraphClient, sync: SyncConfig, found: Collected, rep
 # --------------------------------------------------------------------------- entry points
 
 
-def _run(graph: GraphConfig, stats: GraphStats | None, body: Callable[[GraphClient], Any]) -> Any:
+def _run(
+    graph: GraphConfig,
+    stats: GraphStats | None,
+    body: Callable[[GraphClient], Any],
+    cancel: threading.Event | None = None,
+) -> Any:
     """Run ``body`` with a fresh client in a new event loop and return its result.
+
+    Once ``cancel`` is set, the client's next request raises :class:`~syncd.cancel.Cancelled`.
 
     The result travels through ``holder`` rather than as the main task's result: when
     ``asyncio.run`` ends, Python 3.11 formats the main task's repr, result included, and the repr
@@ -185,7 +194,7 @@ def _run(graph: GraphConfig, stats: GraphStats | None, body: Callable[[GraphClie
     holder: list[Any] = []
 
     async def main() -> None:
-        async with GraphClient(graph, stats=stats) as client:
+        async with GraphClient(graph, stats=stats, cancel=cancel) as client:
             holder.append(await body(client))
 
     asyncio.run(main())
@@ -193,7 +202,12 @@ def _run(graph: GraphConfig, stats: GraphStats | None, body: Callable[[GraphClie
 
 
 def fetch_snapshot(
-    graph: GraphConfig, sync: SyncConfig, *, progress: Progress | None = None, stats: GraphStats | None = None
+    graph: GraphConfig,
+    sync: SyncConfig,
+    *,
+    progress: Progress | None = None,
+    stats: GraphStats | None = None,
+    cancel: threading.Event | None = None,
 ) -> Snapshot:
     """Read the application's assignments, groups and users into a :class:`Snapshot`.
 
@@ -201,12 +215,18 @@ def fetch_snapshot(
     a missing service principal); other failures are listed in ``Snapshot.failures``.  ``stats``
     (if given) accumulates the request counters.
     """
-    result: Snapshot = _run(graph, stats, lambda client: fetch_snapshot_async(client, graph, sync, progress=progress))
+    result: Snapshot = _run(
+        graph, stats, lambda client: fetch_snapshot_async(client, graph, sync, progress=progress), cancel
+    )
     return result
 
 
 def lookup_users(
-    graph: GraphConfig, user_ids: Iterable[str], *, stats: GraphStats | None = None
+    graph: GraphConfig,
+    user_ids: Iterable[str],
+    *,
+    stats: GraphStats | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[tuple[SourceUser, ...], frozenset[str]]:
     """Users by id (with ``accountEnabled``) and the ids Graph answered 404 for (deleted).
 
@@ -216,7 +236,7 @@ def lookup_users(
     if not ids:
         return (), frozenset()
     result: tuple[tuple[SourceUser, ...], frozenset[str]] = _run(
-        graph, stats, lambda client: lookup_users_async(client, ids)
+        graph, stats, lambda client: lookup_users_async(client, ids), cancel
     )
     return result
 
@@ -228,13 +248,14 @@ def fetch_principal(
     user: str | None = None,
     group: str | None = None,
     stats: GraphStats | None = None,
+    cancel: threading.Event | None = None,
 ) -> Snapshot:
     """A partial snapshot of one user or one group (see :func:`fetch_principal_async`).
 
     An unknown user or group raises ``SyncdError(code="NOT_FOUND")``.
     """
     result: Snapshot = _run(
-        graph, stats, lambda client: fetch_principal_async(client, graph, sync, user=user, group=group)
+        graph, stats, lambda client: fetch_principal_async(client, graph, sync, user=user, group=group), cancel
     )
     return result
 

@@ -141,9 +141,39 @@ def error_code(error: exc.SQLAlchemyError) -> str:
     return "STORE_FAILED"
 
 
+def _reason(error: exc.SQLAlchemyError) -> str:
+    """The driver's first line, with SQLite's error name when it says more (``SQLITE_IOERR_WRITE``)."""
+    original = getattr(error, "orig", None) or error
+    reason = _first_line(original)
+    name = getattr(original, "sqlite_errorname", None)
+    if isinstance(name, str) and name not in ("SQLITE_ERROR", "SQLITE_OK") and name not in reason:
+        reason = f"{reason} ({name})"
+    return reason
+
+
+def root_cause(error: exc.SQLAlchemyError) -> exc.SQLAlchemyError:
+    """The database error that started it all.
+
+    A failure can make the clean-up after it fail too, and the second error then hides the first:
+    SQLite rolls back the whole transaction when the database or disk is full, so the savepoint
+    around the statement is gone and its rollback answers "no such savepoint".  The earliest
+    database error in the chain of errors raised while handling one another is the reason.
+    """
+    cause = error
+    seen: set[int] = set()
+    context = error.__context__
+    while context is not None and id(context) not in seen and isinstance(context, Exception):
+        seen.add(id(context))
+        if isinstance(context, exc.DBAPIError):
+            cause = context
+        context = context.__context__
+    return cause
+
+
 def translate(error: exc.SQLAlchemyError, url: URL) -> StoreError:
     """A StoreError with a code and a one-line message (no SQL, no traceback, no password)."""
-    reason = _first_line(getattr(error, "orig", None) or error)
+    error = root_cause(error)
+    reason = _reason(error)
     if url.password:
         reason = reason.replace(str(url.password), "***")
     code = error_code(error)
@@ -156,10 +186,21 @@ def translate(error: exc.SQLAlchemyError, url: URL) -> StoreError:
     return StoreError(f"database error: {reason}", code=code)
 
 
+def os_error(error: OSError, what: str = "database error") -> StoreError:
+    """A StoreError for a failed file or socket operation: a full disk, a file grown past its limit."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.filename:
+        reason = f"{reason}: {error.filename}"
+    code = "STORE_UNREACHABLE" if isinstance(error, ConnectionError) else "STORE_FAILED"
+    return StoreError(f"{what}: {reason}", code=code)
+
+
 @contextmanager
 def database_errors(url: URL) -> Iterator[None]:
-    """Re-raise SQLAlchemy and driver errors raised inside the block as StoreErrors."""
+    """Re-raise SQLAlchemy, driver and operating system errors raised inside the block as StoreErrors."""
     try:
         yield
     except exc.SQLAlchemyError as error:
         raise translate(error, url) from error
+    except OSError as error:
+        raise os_error(error) from error

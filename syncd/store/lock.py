@@ -20,13 +20,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exc, select, text
 
 from ..errors import LockedError, StoreError
+from .engine import os_error
 from .schema import sync_state, utc_now
 from .statements import upsert_state
 
@@ -97,12 +98,16 @@ def file_lock(path: Path, wait_seconds: float, holder: str) -> Iterator[None]:
     try:
         if not _poll(try_acquire, wait_seconds):
             raise LockedError(locked_message(_read_holder_file(path)))
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, json.dumps(holder_info(holder)).encode(), 0)
         try:
+            try:
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, json.dumps(holder_info(holder)).encode(), 0)
+            except OSError as error:  # a full disk: the store beside it cannot grow either
+                raise os_error(error, f"cannot write the lock file {path}") from None
             yield
         finally:
-            os.ftruncate(descriptor, 0)
+            with suppress(OSError):
+                os.ftruncate(descriptor, 0)
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)

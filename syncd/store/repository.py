@@ -11,7 +11,6 @@ Every database error leaves here as a :class:`~syncd.errors.StoreError` carrying
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -22,17 +21,31 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, func, select, text
 
-from ..errors import InputError
-from ..model import BUILTIN_USER_TYPES, StoreState, StoreTeam, StoreUser, is_custom_role_id
+from ..errors import InputError, StoreError
+from ..model import (
+    BUILTIN_USER_TYPES,
+    NAME_LENGTH,
+    StoreState,
+    StoreTeam,
+    StoreUser,
+    email_problem,
+    escape,
+    is_custom_role_id,
+    unstorable,
+)
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
 from .schema import RUN_STATUSES, SUCCESS_STATUSES, audit, sync_runs, sync_state, team_members, teams, users, utc_now
 from .statements import upsert_state
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 PAUSED_KEY = "paused"
-INTERRUPTED = "interrupted: the syncd process ended before the run finished"
+INTERRUPTED = (
+    "interrupted: the run ended without recording its outcome (its process was killed, or the database "
+    "failed); nothing of it was applied"
+)
+"""What a run left ``running`` is relabelled with.  A run's outcome commits with its data, so a run
+still ``running`` never committed any of it."""
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -221,7 +234,9 @@ class Store:
         """Record the start of a run and return its id.
 
         A dry run is recorded with status ``dry_run``, any other run as ``running``.  Called while
-        holding :meth:`lock`, it first marks runs left ``running`` by a process that died as failed.
+        holding :meth:`lock`, it first marks runs left ``running`` by a process that died as failed
+        with no changes, which is true: an apply commits its run's outcome with its data
+        (:meth:`finish_run` with ``connection``), so a run still ``running`` applied nothing.
         """
         now = utc_now()
         with self.transaction() as connection:
@@ -229,7 +244,7 @@ class Store:
                 connection.execute(
                     sync_runs.update()
                     .where(sync_runs.c.status == "running")
-                    .values(status="failed", finished_at=now, message=INTERRUPTED)
+                    .values(status="failed", finished_at=now, changes=0, message=INTERRUPTED)
                 )
             run_id = connection.execute(
                 sync_runs.insert()
@@ -247,24 +262,63 @@ class Store:
         return int(run_id)
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str = ""
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str = "",
+        connection: Connection | None = None,
     ) -> None:
-        """Record how run ``run_id`` ended.  ``status`` is one of :data:`~syncd.store.schema.RUN_STATUSES`."""
+        """Record how run ``run_id`` ended.  ``status`` is one of :data:`~syncd.store.schema.RUN_STATUSES`.
+
+        With ``connection`` (an apply's transaction) the outcome is written in that transaction, so
+        it commits with the run's data or not at all; the run must then still be ``running``
+        (StoreError otherwise, which rolls the transaction back).
+        """
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+        values = {
+            "finished_at": utc_now(),
+            "status": status,
+            "changes": changes,
+            "errors": errors,
+            "summary": json.dumps(summary, sort_keys=True, default=str),
+            "message": message,
+        }
+        if connection is None:
+            with self.transaction() as own:
+                own.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
+            return
+        with database_errors(self._url):
+            updated = connection.execute(
+                sync_runs.update().where(sync_runs.c.id == run_id, sync_runs.c.status == "running").values(**values)
+            ).rowcount
+        if updated != 1:
+            raise StoreError(f"run {run_id} is no longer running; its changes are not applied", code="STORE_FAILED")
+
+    def fail_run(self, run_id: int, message: str, *, summary: dict[str, Any] | None = None) -> bool:
+        """Record run ``run_id`` as failed with no changes, unless it already recorded its outcome.
+
+        False when it had: its outcome (and its data, committed with it) stands.  Whatever ends a
+        run - an error, an interrupt, a signal - can thus never relabel one that was applied.
+        """
         with self.transaction() as connection:
-            connection.execute(
+            updated = connection.execute(
                 sync_runs.update()
-                .where(sync_runs.c.id == run_id)
+                .where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
                 .values(
                     finished_at=utc_now(),
-                    status=status,
-                    changes=changes,
-                    errors=errors,
-                    summary=json.dumps(summary, sort_keys=True, default=str),
+                    status="failed",
+                    changes=0,
+                    errors=1,
+                    summary=json.dumps(summary or {}, sort_keys=True, default=str),
                     message=message,
                 )
-            )
+            ).rowcount
+        return bool(updated)
 
     @staticmethod
     def _run_dict(row: Any) -> dict[str, Any]:
@@ -416,13 +470,16 @@ class Store:
         """
         email = email.strip().lower()
         name = " ".join(name.split())
-        if not _EMAIL.match(email):
-            raise InputError(f"{email!r} is not an email address")
+        if (problem := email_problem(email)) is not None:
+            raise InputError(f"the email {escape(email)!r} {problem}")
         if not name:
             raise InputError("a user needs a name")
+        if (problem := unstorable(name, NAME_LENGTH)) is not None:
+            raise InputError(f"the name {problem}")
         if user_type not in BUILTIN_USER_TYPES and not is_custom_role_id(user_type):
             raise InputError(
-                f"user type {user_type!r} is not one of {', '.join(BUILTIN_USER_TYPES)} or a custom role id (digits)"
+                f"user type {escape(user_type)!r} is not one of {', '.join(BUILTIN_USER_TYPES)} "
+                "or a custom role id (1 to 32 ASCII digits)"
             )
         now = utc_now()
         with self.transaction() as connection:
@@ -454,6 +511,8 @@ class Store:
         name = " ".join(name.split())
         if not name:
             raise InputError("a team needs a name")
+        if (problem := unstorable(name, NAME_LENGTH)) is not None:
+            raise InputError(f"the team name {problem}")
         emails = sorted({email.strip().lower() for email in member_emails})
         now = utc_now()
         with self.transaction() as connection:
