@@ -62,8 +62,7 @@ class SignIn:
     scope: str
 
     def describe(self) -> str:
-        source = f"signing in at {self.authority}" if self.authority else f"auth {self.mode}"
-        return f"{source} for {self.scope}"
+        return f"signing in at {self.authority} for {self.scope}" if self.authority else f"for {self.scope}"
 
 
 def sign_in(graph: GraphConfig) -> SignIn:

@@ -115,9 +115,13 @@ async def _token_step(graph: GraphConfig, credential: Any) -> CheckStep:
         token = await get_access_token(credential, target.scope)
     except AzureError as error:
         lines = str(error).strip().splitlines()
-        return CheckStep("token", False, f"{target.describe()}: no token: {lines[0] if lines else error}")
+        return CheckStep(
+            "token", False, f"auth {target.mode} {target.describe()}: no token: {lines[0] if lines else error}"
+        )
     except Exception as error:  # a check reports every failure instead of crashing
-        return CheckStep("token", False, f"{target.describe()}: no token: {error.__class__.__name__}: {error}")
+        return CheckStep(
+            "token", False, f"auth {target.mode} {target.describe()}: no token: {error.__class__.__name__}: {error}"
+        )
     expires = dt.datetime.fromtimestamp(token.expires_on, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return CheckStep("token", True, f"auth {target.mode}: token obtained, {target.describe()} (expires {expires})")
 
@@ -240,10 +244,11 @@ async def _members_step(client: GraphClient, seen: _Seen, *, nested: bool) -> Ch
             f"(limited information); {missing_permission(READ_USERS)}",
         )
     others = len(page.items) - len(users)
-    skipped = f", {_count(others, 'other member')} (groups, devices, contacts, service principals) skipped"
     more = " (first page)" if page.next_link else ""
-    detail = f"read {_count(len(users), 'user member')}{skipped if others else ''}{more} of {seen.group_source}"
-    return CheckStep("group members", True, f"{detail} {seen.group_id} ({relation})")
+    detail = f"read {_count(len(users), 'user member')}{more} of {seen.group_source} {seen.group_id} ({relation})"
+    if others:
+        detail += f"; skipped {_count(others, 'other member')} (groups, devices, contacts, service principals)"
+    return CheckStep("group members", True, detail)
 
 
 async def _user_groups_step(client: GraphClient, seen: _Seen) -> CheckStep:
