@@ -269,10 +269,6 @@ class Plan:
     warnings: tuple[Problem, ...] = ()
     complete: bool = True
 
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
     def summary(self) -> dict[str, int]:
         counts = Counter(change.op for change in self.changes)
         return {op: counts[op] for op in OPS if counts[op]}

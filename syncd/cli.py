@@ -353,10 +353,7 @@ def check(context: Context) -> None:
     from .graph import fetch
 
     config = context.config
-    if not config.graph.configured:
-        from .errors import ConfigError
-
-        fail(ConfigError("graph: no [graph] section with service_principal_id or app_id (see config.example.toml)"))
+    config.graph.require_application()
     steps = fetch.check(config.graph, config.sync)
     for step in steps:
         click.echo(f"{'OK  ' if step.ok else 'FAIL'} {show(step.name)}: {show(step.detail)}")

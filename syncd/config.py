@@ -59,6 +59,8 @@ CLOUDS: dict[str, Cloud] = {
 }
 """``graph.cloud``: global, US Government L4 (usgov), US Government L5 / DoD (usgov-dod), China (21Vianet)."""
 DEFAULT_BASE_URL = CLOUDS["global"].base_url
+NO_GRAPH = "graph: no [graph] section with service_principal_id or app_id; see config.example.toml"
+"""Every command that reads Graph says this when the enterprise application to sync is not named."""
 
 
 def is_loopback(url: str) -> bool:
@@ -72,10 +74,6 @@ def is_loopback(url: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     url: str = ""
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +101,12 @@ class GraphConfig:
     @property
     def configured(self) -> bool:
         return bool(self.service_principal_id or self.app_id)
+
+    def require_application(self, hint: str = "") -> None:
+        """Raise ConfigError unless the enterprise application to sync is named (``hint``: what else
+        the caller could do)."""
+        if not self.configured:
+            raise ConfigError(NO_GRAPH + (f" {hint}" if hint else ""))
 
     @property
     def sign_in_cloud(self) -> Cloud:

@@ -599,11 +599,7 @@ def load_for_daemon(path: str | None) -> Config:
 
 def check_startup_config(config: Config) -> None:
     """Problems that would make every cycle fail, raised as ConfigError before the daemon starts."""
-    if not config.graph.configured:
-        raise ConfigError(
-            "graph: no [graph] section with service_principal_id or app_id; the daemon needs Microsoft Graph "
-            "to sync from (see config.example.toml)"
-        )
+    config.graph.require_application("(the daemon syncs from Microsoft Graph)")
     from .graph.auth import credential_problems
 
     problems = credential_problems(config.graph)

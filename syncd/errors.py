@@ -171,7 +171,6 @@ _CODES = (
 )
 
 CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _CODES}
-WARNING_CODES = frozenset({"NAME_NORMALISED", "ROLE_UNKNOWN"})
 USAGE_CODES = frozenset({"NOT_FOUND", "INVALID_INPUT"})
 """Codes that mean the command line named something wrong: exit 2, like any usage error."""
 
@@ -220,10 +219,6 @@ class GraphError(SyncdError):
 
 class SnapshotError(SyncdError):
     code = "SNAPSHOT_INVALID"
-
-
-class SafetyError(SyncdError):
-    exit_code = ExitCode.REFUSED
 
 
 class LockedError(SyncdError):

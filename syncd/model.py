@@ -24,7 +24,6 @@ BUILTIN_USER_TYPES = ("admin", "member", "viewer", "guest")
 DEFAULT_PRECEDENCE = ("admin", "custom", "member", "viewer", "guest")
 
 Scope = Literal["assigned", "all"]
-InactiveReason = Literal["unassigned", "disabled", "deleted"]
 PrincipalType = Literal["User", "Group"]
 
 
@@ -130,10 +129,6 @@ class StoreUser:
     entra_id: str | None = None
     inactive_reason: str | None = None
 
-    @property
-    def managed(self) -> bool:
-        return self.entra_id is not None
-
 
 @dataclass(frozen=True, slots=True)
 class StoreTeam:
@@ -141,10 +136,6 @@ class StoreTeam:
     name: str
     entra_id: str | None = None
     member_ids: frozenset[int] = frozenset()
-
-    @property
-    def managed(self) -> bool:
-        return self.entra_id is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from . import safety
 from .cancel import Cancelled, check
 from .changes import DeactivateUser, Plan
 from .config import Config
-from .errors import ConfigError, ExitCode, GraphError, SyncdError
+from .errors import ExitCode, GraphError, SyncdError
 from .model import Snapshot, StoreState
 from .plan import diff
 from .render import describe, describe_problem, summary_line
@@ -88,11 +88,7 @@ def load_snapshot(config: Config, options: RunOptions, stats: Any = None, store:
         from .graph.snapshot_file import read_snapshot
 
         return read_snapshot(options.snapshot_path)
-    if not config.graph.configured:
-        raise ConfigError(
-            "graph: no [graph] section with service_principal_id or app_id; configure Microsoft Graph "
-            "(see config.example.toml) or pass --from-snapshot FILE"
-        )
+    config.graph.require_application("(or pass --from-snapshot FILE)")
     from .graph import fetch
 
     if options.user or options.group:

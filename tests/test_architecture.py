@@ -42,3 +42,50 @@ def test_model_imports_only_the_standard_library():
             assert not {a.name.split(".")[0] for a in node.names} & third_party
         if isinstance(node, ast.ImportFrom) and node.module:
             assert node.module.split(".")[0] not in third_party
+
+
+def absolute_imports(path: Path) -> set[str]:
+    """Every ``syncd.x.y`` module ``path`` imports, relative imports resolved."""
+    package = ["syncd", *path.relative_to(PACKAGE).parent.parts]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                names.add(".".join([*base, *([node.module] if node.module else [])]))
+            elif (node.module or "").startswith("syncd"):
+                names.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("syncd"))
+    return names
+
+
+def modules_below(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+def test_graph_and_store_never_import_each_other():
+    for path in modules_below("graph"):
+        assert not any(name.startswith("syncd.store") for name in absolute_imports(path)), path
+    for path in modules_below("store"):
+        assert not any(name.startswith("syncd.graph") for name in absolute_imports(path)), path
+
+
+def test_the_planner_and_the_pure_stages_do_no_io():
+    io_modules = ("syncd.graph", "syncd.store", "syncd.apply", "syncd.reconcile", "syncd.daemon", "syncd.cli")
+    for module in ALLOWED:
+        imported = absolute_imports(PACKAGE / f"{module}.py")
+        assert not any(name.startswith(io_modules) for name in imported), module
+
+
+def test_only_the_demo_imports_the_simulator():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "simulator" or path.name == "demo.py":
+            continue
+        assert not any(name.startswith("syncd.simulator") for name in absolute_imports(path)), path
+
+
+def test_the_import_resolver_sees_relative_imports():
+    assert "syncd.config" in absolute_imports(PACKAGE / "graph" / "reads.py")
+    assert "syncd.graph.client" in absolute_imports(PACKAGE / "graph" / "reads.py")
+    assert any(name.startswith("syncd.simulator") for name in absolute_imports(PACKAGE / "demo.py"))

@@ -82,12 +82,6 @@ class GraphStats:
     batch_items: int = 0
     """GETs sent inside ``$batch`` requests (each also counts toward Graph's throttling limits)."""
 
-    def add(self, other: GraphStats) -> None:
-        self.requests += other.requests
-        self.throttled += other.throttled
-        self.retries += other.retries
-        self.batch_items += other.batch_items
-
 
 @dataclass(frozen=True, slots=True)
 class Response:

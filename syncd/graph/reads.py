@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..config import GraphConfig
-from ..errors import ConfigError, GraphError
+from ..errors import GraphError
 from ..model import Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser
 from .classify import READ_USERS, is_fatal, missing_permission, path_of, segment, user_path
 from .client import BATCH_SIZE, PAGE_SIZE, GraphClient
@@ -43,14 +43,13 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 async def read_service_principal(client: GraphClient, graph: GraphConfig) -> ServicePrincipalInfo:
     """The configured enterprise application and its app roles; 404 raises GRAPH_NOT_FOUND."""
+    graph.require_application()
     if graph.service_principal_id:
         key = f"graph.service_principal_id {graph.service_principal_id}"
         url = f"/servicePrincipals/{segment(graph.service_principal_id)}"
-    elif graph.app_id:
+    else:
         key = f"graph.app_id {graph.app_id}"
         url = f"/servicePrincipals(appId='{segment(graph.app_id)}')"
-    else:
-        raise ConfigError("graph: set service_principal_id or app_id (the enterprise application to sync)")
     what = f"reading the service principal ({key})"
     try:
         body = await client.get_json(f"{url}?$select={SERVICE_PRINCIPAL_FIELDS}", what=what)
