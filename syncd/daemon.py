@@ -50,10 +50,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from .cancel import Cancelled
 from .config import Config, LogConfig, load, resolve_path
 from .errors import ConfigError, ExitCode, SyncdError
-from .logs import redact, setup_logging
+from .logs import setup_logging
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
 from .reconcile import RunOptions, RunResult, RunWatch, run_once
+from .redaction import redact
 
 log = logging.getLogger("syncd.daemon")
 

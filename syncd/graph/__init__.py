@@ -8,8 +8,9 @@ adapter (raw-JSON paging, ``$batch``, concurrency, counters) with ``retry`` and 
 """
 
 from .checks import CheckStep, check
-from .client import GraphStats, RetryPolicy
+from .client import GraphStats
 from .fetch import fetch_principal, fetch_snapshot, lookup_users
+from .retry import RetryPolicy
 from .snapshot_file import read_snapshot, snapshot_from_json, snapshot_to_json, write_snapshot
 
 __all__ = [

@@ -516,7 +516,8 @@ def _http_client(graph: GraphConfig) -> httpx.AsyncClient:
         UserAgentHandler(),
         GraphTelemetryHandler(),
     ]
-    return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
+    graph_client: httpx.AsyncClient = GraphClientFactory.create_with_custom_middleware(middleware, client=client)
+    return graph_client
 
 
 def _request_adapter(base_url: str, credential: Any, scope: str, http_client: httpx.AsyncClient) -> Any:

@@ -39,7 +39,7 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_max)
-        base = min(self.backoff_base * (2**attempt), self.backoff_max)
+        base = min(self.backoff_base * 2.0**attempt, self.backoff_max)
         return base * (1 + random.uniform(0, self.jitter))
 
 
