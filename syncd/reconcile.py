@@ -30,6 +30,8 @@ from .render import describe, describe_problem, summary_line
 
 if TYPE_CHECKING:
     from .apply import ApplyResult
+    from .graph.client import GraphStats
+    from .store import Store
 
 log = logging.getLogger("syncd")
 
@@ -82,7 +84,9 @@ class RunResult:
     """The changes written, by op (the plan's summary less what failed)."""
 
 
-def load_snapshot(config: Config, options: RunOptions, stats: Any = None, store: Any = None) -> Snapshot:
+def load_snapshot(
+    config: Config, options: RunOptions, stats: GraphStats | None = None, store: Store | None = None
+) -> Snapshot:
     """The desired state: from a snapshot file, one principal on demand, or the whole application."""
     if options.snapshot_path:
         from .graph.snapshot_file import read_snapshot
@@ -109,7 +113,7 @@ def load_snapshot(config: Config, options: RunOptions, stats: Any = None, store:
     )
 
 
-def _known_entra_id(store: Any, options: RunOptions) -> str | None:
+def _known_entra_id(store: Store | None, options: RunOptions) -> str | None:
     if store is None:
         return None
     state = store.load_state()
@@ -166,7 +170,9 @@ def explain_departures(
     )
 
 
-def make_plan(config: Config, options: RunOptions, store: Any, stats: Any = None) -> tuple[Snapshot, Plan]:
+def make_plan(
+    config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
+) -> tuple[Snapshot, Plan]:
     snapshot = load_snapshot(config, options, stats, store)
     state = store.load_state()
     plan = diff(snapshot, state, config.policy)
@@ -182,7 +188,7 @@ def _failures(snapshot: Snapshot) -> list[dict[str, str]]:
     return [{"code": f.code, "message": f.message, "path": f.path} for f in snapshot.failures]
 
 
-def run_once(config: Config, options: RunOptions, store: Any = None) -> RunResult:
+def run_once(config: Config, options: RunOptions, store: Store | None = None) -> RunResult:
     """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written,
     and :class:`~syncd.cancel.Cancelled` when ``options.cancel`` stopped it (nothing written either)."""
     from .graph.client import GraphStats
@@ -246,7 +252,7 @@ def _applied_verdict(plan: Plan, applied: ApplyResult) -> tuple[str, ExitCode]:
     return status, code
 
 
-def _dry_run(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
+def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
     snapshot, plan = make_plan(config, options, store, stats)
     refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
     _, code = _verdict(plan, refusals)
@@ -257,7 +263,7 @@ def _limits(config: Config) -> safety.Limits:
     return safety.Limits(config.safety.max_deactivations, config.safety.max_team_deletions)
 
 
-def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunResult:
+def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
     """Source -> plan -> safety -> apply, the run's outcome recorded once whichever way it ends."""
     from .apply import RunOutcome, apply_plan
 
@@ -318,7 +324,7 @@ def _sync(config: Config, options: RunOptions, store: Any, stats: Any) -> RunRes
     return result
 
 
-def _record_failure(store: Any, run_id: int, error: BaseException, plan: Plan | None) -> None:
+def _record_failure(store: Store, run_id: int, error: BaseException, plan: Plan | None) -> None:
     """Record run ``run_id`` as failed with nothing applied, unless it had committed its outcome.
 
     What the log and the run record say is then what the store holds; a :class:`Cancelled` carries
