@@ -7,6 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.changes import AdoptUser, DeactivateUser, ReactivateUser, RemoveMember, UpdateUser
 from syncd.model import DEFAULT_ACCESS_ROLE_ID, Assignment, Snapshot, SourceGroup, SourceUser, StoreState
 from syncd.plan import diff
 from tests.builders import ROLES, stored_team, stored_user
@@ -102,7 +103,10 @@ def test_plan_never_deletes_users_and_never_touches_unmanaged_users_it_did_not_a
     plan = diff(snapshot, state)
     unmanaged = {u.id for u in state.users if u.entra_id is None}
     adopted = {c.user_id for c in plan.changes if c.op == "adopt_user"}
+    existing = {u.id for u in state.users}
     for change in plan.changes:
-        assert change.op != "delete_user"
+        # no change removes a user row: those that name one act on a row the store has
+        if isinstance(change, (UpdateUser, DeactivateUser, ReactivateUser, AdoptUser, RemoveMember)):
+            assert change.user_id in existing, change
         if change.op in ("update_user", "deactivate_user", "reactivate_user"):
             assert change.user_id not in unmanaged or change.user_id in adopted
