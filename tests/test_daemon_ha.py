@@ -25,12 +25,14 @@ pytestmark = pytest.mark.slow
 
 def test_two_syncs_started_together_one_applies_and_the_other_exits_75(setup: Setup, url: str) -> None:
     setup.write_config(store_url=url)
-    setup.sim.delay(1.0, path_regex="appRoleAssignedTo")
-    first, second = setup.start("sync"), setup.start("sync")
-    codes = sorted([first.wait(60), second.wait(60)])
-    assert codes == [0, 75], first.text + second.text
-    loser = first if first.process.returncode == 75 else second
-    assert "another syncd run holds the lock" in loser.text
+    held = setup.sim.hold("appRoleAssignedTo")  # the first run reads Graph under the lock until released
+    first = setup.start("sync")
+    wait_for(held.arrived.is_set, what="the first run to hold the lock and read the assignments")
+    second = setup.start("sync")
+    assert second.wait(60) == 75, second.text
+    assert "another syncd run holds the lock" in second.text
+    held.release.set()
+    assert first.wait(60) == 0, first.text
     setup.sim.clear_faults()
     assert setup.pending_changes() == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -538,6 +539,18 @@ def test_delay_holds_back_only_matching_responses(sim: Simulator) -> None:
     request = urllib.request.Request(sim.base_url + "/groups?$top=1", headers={"Authorization": f"Bearer {TOKEN}"})
     with pytest.raises(TimeoutError):
         urllib.request.urlopen(request, timeout=0.2)
+
+
+def test_a_hold_keeps_matching_requests_waiting_until_released(sim: Simulator) -> None:
+    held = sim.hold(r"/groups")
+    answers: list[int] = []
+    waiting = threading.Thread(target=lambda: answers.append(call(sim, "/groups?$top=1")[0]))
+    waiting.start()
+    assert held.arrived.wait(10)
+    assert call(sim, "/users?$top=1")[0] == 200 and answers == []
+    held.release.set()
+    waiting.join(10)
+    assert answers == [200]
 
 
 # --------------------------------------------------------------------------- memberships

@@ -38,6 +38,16 @@ class DelayRule:
     remaining: int | None
 
 
+@dataclass(slots=True)
+class HoldRule:
+    """Matching requests wait until ``release`` is set; ``arrived`` is set by the first of them."""
+
+    pattern: re.Pattern[str]
+    release: threading.Event
+    arrived: threading.Event
+    timeout: float
+
+
 class Faults:
     """The active failure and delay rules; thread-safe."""
 
@@ -45,6 +55,7 @@ class Faults:
         self._lock = threading.Lock()
         self._failures: list[FailureRule] = []
         self._delays: list[DelayRule] = []
+        self._holds: list[HoldRule] = []
 
     def add_failure(
         self,
@@ -74,10 +85,27 @@ class Faults:
         with self._lock:
             self._delays.append(DelayRule(re.compile(path_regex), float(seconds), times))
 
+    def add_hold(self, path_regex: str, timeout: float) -> HoldRule:
+        rule = HoldRule(re.compile(path_regex), threading.Event(), threading.Event(), timeout)
+        with self._lock:
+            self._holds.append(rule)
+        return rule
+
+    def wait_if_held(self, target: str) -> None:
+        """Block a matching request until its hold is released (or its timeout passes)."""
+        with self._lock:
+            rules = [rule for rule in self._holds if rule.pattern.search(target)]
+        for rule in rules:
+            rule.arrived.set()
+            rule.release.wait(rule.timeout)
+
     def clear(self) -> None:
         with self._lock:
             self._failures.clear()
             self._delays.clear()
+            for rule in self._holds:
+                rule.release.set()
+            self._holds.clear()
 
     def take_failure(self, target: str) -> GraphError | None:
         """The error the first matching failure rule gives this request, using up one of its times."""

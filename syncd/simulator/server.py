@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from syncd.simulator import control
 from syncd.simulator.batch import serve_batch
-from syncd.simulator.faults import Faults
+from syncd.simulator.faults import Faults, HoldRule
 from syncd.simulator.odata import parse_query
 from syncd.simulator.request import GraphRequest
 from syncd.simulator.responses import GRAPH_CONTENT_TYPE, GraphError, Response, bad_request
@@ -179,7 +179,13 @@ class Simulator:
         """Hold matching responses back by ``seconds`` (for the next ``times`` requests, None: always)."""
         self._faults.add_delay(seconds, path_regex, times)
 
+    def hold(self, path_regex: str, timeout: float = 60.0) -> HoldRule:
+        """Hold matching requests until ``rule.release`` is set (at most ``timeout`` seconds each);
+        ``rule.arrived`` tells that one came.  Lets a test order events without guessing durations."""
+        return self._faults.add_hold(path_regex, timeout)
+
     def clear_faults(self) -> None:
+        """Remove every fault rule; held requests are released."""
         self._faults.clear()
 
     def active_faults(self) -> dict[str, Any]:
@@ -214,6 +220,7 @@ class Simulator:
         request_id = str(uuid.uuid4())
         client_request_id = headers.get("client-request-id", request_id)
         try:
+            self._faults.wait_if_held(unquote(raw_target))
             pause = self._faults.take_delay(unquote(raw_target))
             if pause:
                 time.sleep(pause)
