@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy, is_custom_role_id
+from .safety import Limits as SafetyConfig
 
 CONFIG_ENV = "SYNCD_CONFIG"
 SECRET_ENV = "SYNCD_CLIENT_SECRET"
@@ -127,12 +128,6 @@ class SyncConfig:
 class RolesConfig:
     precedence: tuple[str, ...] = DEFAULT_PRECEDENCE
     map: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyConfig:
-    max_deactivations: int = 500
-    max_team_deletions: int = 50
 
 
 @dataclass(frozen=True, slots=True)

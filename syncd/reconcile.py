@@ -254,13 +254,9 @@ def _applied_verdict(plan: Plan, applied: ApplyResult) -> tuple[str, ExitCode]:
 
 def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
     snapshot, plan = make_plan(config, options, store, stats)
-    refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
+    refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
     _, code = _verdict(plan, refusals)
     return RunResult("dry_run", code, plan, failures=_failures(snapshot), refusals=refusals, message=summary_line(plan))
-
-
-def _limits(config: Config) -> safety.Limits:
-    return safety.Limits(config.safety.max_deactivations, config.safety.max_team_deletions)
 
 
 def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
@@ -283,7 +279,7 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         failures = _failures(snapshot)
         for failure in snapshot.failures:
             log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
-        refusals = safety.check(plan, _limits(config), allow_deletes=options.allow_deletes)
+        refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
         if refusals:
             message = " ".join(refusal.message for refusal in refusals)
             store.finish_run(run_id, "refused", changes=0, errors=0, summary=plan.summary(), message=message)

@@ -12,6 +12,8 @@ from .changes import Plan
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """``[safety]``: the most deprovisioning one plan may do without ``--allow-deletes``."""
+
     max_deactivations: int = 500
     max_team_deletions: int = 50
 
