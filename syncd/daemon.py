@@ -55,6 +55,7 @@ from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
 from .reconcile import RunOptions, RunResult, RunWatch, run_once
 from .redaction import redact
+from .runs import RunStatus
 
 log = logging.getLogger("syncd.daemon")
 
@@ -520,12 +521,7 @@ class Daemon:
             self._refresh_counts(config)
 
     def _finished(self, result: RunResult, duration: float) -> None:
-        level = {
-            "success": logging.INFO,
-            "paused": logging.INFO,
-            "partial": logging.WARNING,
-            "incomplete": logging.WARNING,
-        }.get(result.status, logging.ERROR)
+        level = RunStatus(result.status).log_level
         run = f" (run {result.run_id})" if result.run_id is not None else ""
         log.log(
             level,

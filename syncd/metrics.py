@@ -56,6 +56,7 @@ from prometheus_client.process_collector import ProcessCollector
 from .changes import OPS
 from .metrics_server import HttpServer, Limits, Request, Response
 from .redaction import redact
+from .runs import RunStatus
 
 if TYPE_CHECKING:
     from .reconcile import RunResult
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUSES = ("success", "partial", "incomplete", "refused", "paused", "failed", "locked")
-HEALTHY_STATUSES = frozenset({"success", "partial", "paused"})
+HEALTHY_STATUSES = frozenset(status.value for status in RunStatus if status.ok)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600)
 
 

@@ -27,6 +27,7 @@ from .errors import ExitCode, GraphError, SyncdError
 from .model import Snapshot, StoreState
 from .plan import diff
 from .render import describe, describe_problem, summary_line
+from .runs import RunStatus
 
 if TYPE_CHECKING:
     from .apply import ApplyResult
@@ -235,20 +236,22 @@ def run_once(config: Config, options: RunOptions, store: Store | None = None) ->
     return result
 
 
-def _verdict(plan: Plan, refusals: list[safety.Refusal]) -> tuple[str, ExitCode]:
+def _verdict(plan: Plan, refusals: list[safety.Refusal]) -> tuple[RunStatus, ExitCode]:
     if refusals:
-        return "refused", ExitCode.REFUSED
-    if not plan.complete:
-        return "incomplete", ExitCode.PARTIAL
-    if plan.errors:
-        return "partial", ExitCode.PARTIAL
-    return "success", ExitCode.OK
+        status = RunStatus.REFUSED
+    elif not plan.complete:
+        status = RunStatus.INCOMPLETE
+    elif plan.errors:
+        status = RunStatus.PARTIAL
+    else:
+        status = RunStatus.SUCCESS
+    return status, status.exit_code
 
 
-def _applied_verdict(plan: Plan, applied: ApplyResult) -> tuple[str, ExitCode]:
+def _applied_verdict(plan: Plan, applied: ApplyResult) -> tuple[RunStatus, ExitCode]:
     status, code = _verdict(plan, [])
-    if applied.failed and status == "success":
-        return "partial", ExitCode.PARTIAL
+    if applied.failed and status == RunStatus.SUCCESS:
+        return RunStatus.PARTIAL, RunStatus.PARTIAL.exit_code
     return status, code
 
 

@@ -33,10 +33,11 @@ from ..model import (
     is_custom_role_id,
     unstorable,
 )
+from ..runs import RUN_STATUSES, SUCCESS_STATUSES, RunStatus
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
-from .schema import RUN_STATUSES, SUCCESS_STATUSES, audit, sync_runs, sync_state, team_members, teams, users, utc_now
+from .schema import audit, sync_runs, sync_state, team_members, teams, users, utc_now
 from .statements import upsert_state
 
 PAUSED_KEY = "paused"
@@ -282,7 +283,7 @@ class Store:
             raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
         values = {
             "finished_at": utc_now(),
-            "status": status,
+            "status": RunStatus(status).value,  # a plain str: drivers adapt enums by name
             "changes": changes,
             "errors": errors,
             "summary": json.dumps(summary, sort_keys=True, default=str),

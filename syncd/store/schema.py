@@ -28,9 +28,9 @@ from sqlalchemy.types import TypeDecorator
 # the column lengths are the limits of what syncd.model calls storable, defined there once
 from ..model import EMAIL_LENGTH, ENTRA_ID_LENGTH, NAME_LENGTH, TITLE_LENGTH, USER_TYPE_LENGTH
 
-RUN_STATUSES = ("running", "success", "partial", "incomplete", "failed", "refused", "paused", "dry_run")
-SUCCESS_STATUSES = ("success", "partial")
-"""Runs that read all of Graph and applied their plan (``partial``: some objects had errors)."""
+# the run statuses and which count as success are defined once, in syncd.runs
+from ..runs import RUN_STATUSES
+
 AUDIT_STATUSES = ("applied", "failed", "error", "warning")
 MEMBER_SOURCES = ("sync", "local")
 
