@@ -259,7 +259,9 @@ def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStat
     snapshot, plan = make_plan(config, options, store, stats)
     refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
     _, code = _verdict(plan, refusals)
-    return RunResult("dry_run", code, plan, failures=_failures(snapshot), refusals=refusals, message=summary_line(plan))
+    return RunResult(
+        RunStatus.DRY_RUN, code, plan, failures=_failures(snapshot), refusals=refusals, message=summary_line(plan)
+    )
 
 
 def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
@@ -269,9 +271,9 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
     if store.is_paused():
         message = "provisioning is paused (`syncd resume` turns it back on); nothing was changed"
         run_id = store.begin_run(options.trigger)
-        store.finish_run(run_id, "paused", changes=0, errors=0, summary={}, message=message)
+        store.finish_run(run_id, RunStatus.PAUSED, changes=0, errors=0, summary={}, message=message)
         log.info("sync skipped: %s", message)
-        return RunResult("paused", ExitCode.OK, run_id=run_id, message=message)
+        return RunResult(RunStatus.PAUSED, RunStatus.PAUSED.exit_code, run_id=run_id, message=message)
 
     watch = options.watch if options.watch is not None else RunWatch()
     run_id = store.begin_run(options.trigger)
@@ -285,15 +287,23 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
         if refusals:
             message = " ".join(refusal.message for refusal in refusals)
-            store.finish_run(run_id, "refused", changes=0, errors=0, summary=plan.summary(), message=message)
+            store.finish_run(run_id, RunStatus.REFUSED, changes=0, errors=0, summary=plan.summary(), message=message)
             for refusal in refusals:
                 log.error("refused [%s]: %s", refusal.code, refusal.message)
-            return RunResult("refused", ExitCode.REFUSED, plan, run_id, message, failures=failures, refusals=refusals)
+            return RunResult(
+                RunStatus.REFUSED,
+                RunStatus.REFUSED.exit_code,
+                plan,
+                run_id,
+                message,
+                failures=failures,
+                refusals=refusals,
+            )
         if store.is_paused():
             message = "provisioning was paused while this run read Graph; nothing was changed"
-            store.finish_run(run_id, "paused", changes=0, errors=0, summary=plan.summary(), message=message)
+            store.finish_run(run_id, RunStatus.PAUSED, changes=0, errors=0, summary=plan.summary(), message=message)
             log.info("sync skipped: %s", message)
-            return RunResult("paused", ExitCode.OK, plan, run_id, message, failures=failures)
+            return RunResult(RunStatus.PAUSED, RunStatus.PAUSED.exit_code, plan, run_id, message, failures=failures)
 
         check(options.cancel)
         watch.stage = "applying"
