@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,14 +45,19 @@ from .decode import (
     BadResponse,
     decode_assignment,
     decode_group,
-    decode_id_list,
     decode_member,
     decode_page,
     decode_user,
     has_user_fields,
-    load_object,
 )
-from .reads import ASSIGNMENT_FIELDS, GROUP_FIELDS, USER_FIELDS, read_service_principal
+from .reads import (
+    ASSIGNMENT_FIELDS,
+    GROUP_FIELDS,
+    USER_FIELDS,
+    member_groups,
+    read_service_principal,
+    read_user_count,
+)
 from .retry import RetryPolicy
 
 CHECK_RETRIES = 2
@@ -259,14 +263,7 @@ async def _user_groups_step(client: GraphClient, seen: _Seen) -> CheckStep:
         group_ids = [seen.group_id]
     if not group_ids:
         return CheckStep("user groups", True, "no group to check memberships in")
-    what = f"checking the groups of user {seen.user_id}"
-    response = await client.request(
-        "POST",
-        f"{user_path(seen.user_id)}/checkMemberGroups",
-        what=what,
-        content=json.dumps({"groupIds": group_ids}).encode(),
-    )
-    member_of = decode_id_list(load_object(response.content, what), what)
+    member_of = await member_groups(client, seen.user_id, group_ids)
     return CheckStep(
         "user groups",
         True,
@@ -275,16 +272,7 @@ async def _user_groups_step(client: GraphClient, seen: _Seen) -> CheckStep:
 
 
 async def _user_listing_step(client: GraphClient, seen: _Seen) -> CheckStep:
-    response = await client.request(
-        "GET",
-        "/users?$select=id&$top=1&$count=true",
-        what="counting the directory's users",
-        headers={"ConsistencyLevel": "eventual"},
-    )
-    count = load_object(response.content, "user count").get("@odata.count")
-    if not isinstance(count, int) or isinstance(count, bool):
-        raise BadResponse("the user count has no '@odata.count'")
-    return CheckStep("user listing", True, f"the directory has {_count(count, 'user')}")
+    return CheckStep("user listing", True, f"the directory has {_count(await read_user_count(client), 'user')}")
 
 
 async def _group_lookup_step(client: GraphClient, seen: _Seen) -> CheckStep:

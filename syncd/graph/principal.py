@@ -7,7 +7,6 @@ the whole application; ``lookup_users`` tells why a provisioned user left scope 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from contextlib import aclosing
 
@@ -16,7 +15,7 @@ from ..errors import GraphError, InputError, SyncdError
 from ..model import Snapshot, SourceGroup, SourceUser
 from .classify import odata_equals, path_of, query_value, segment, user_path
 from .client import PAGE_SIZE, GraphClient, gather_all
-from .decode import BadResponse, check_identity, decode_group, decode_id_list, decode_user, load_object
+from .decode import BadResponse, check_identity, decode_group, decode_user
 from .reads import (
     GROUP_FIELDS,
     GUID,
@@ -24,6 +23,7 @@ from .reads import (
     USER_FIELDS,
     Collected,
     build_snapshot,
+    member_groups,
     read_application,
     read_assignments,
     read_group_names,
@@ -193,14 +193,12 @@ async def _groups_of(
     for start in range(0, len(assigned_groups), CHECK_MEMBER_GROUPS_LIMIT):
         chunk = assigned_groups[start : start + CHECK_MEMBER_GROUPS_LIMIT]
         url = f"{user_path(user_id)}/checkMemberGroups"
-        what = f"checking the assigned groups of user {user_id}"
         try:
-            response = await client.request(
-                "POST", url, what=what, content=json.dumps({"groupIds": list(chunk)}).encode()
-            )
-            candidates.extend(decode_id_list(load_object(response.content, what), what))
+            candidates.extend(await member_groups(client, user_id, chunk))
         except BadResponse as error:
-            found.fail(GraphError(f"{what}: {error}", code="GRAPH_BAD_RESPONSE"), path_of(url))
+            found.fail(
+                GraphError(f"checking the groups of user {user_id}: {error}", code="GRAPH_BAD_RESPONSE"), path_of(url)
+            )
         except GraphError as error:
             found.fail(error, path_of(url))
     wanted = {group_id.lower(): group_id for group_id in assigned_groups}

@@ -7,6 +7,7 @@ are raised.  The order and the request counts are described in :mod:`syncd.graph
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -24,6 +25,7 @@ from .decode import (
     check_identity,
     decode_assignment,
     decode_group,
+    decode_id_list,
     decode_member,
     decode_service_principal,
     decode_user,
@@ -262,28 +264,50 @@ async def list_users(
     return True
 
 
-async def count_users(client: GraphClient) -> int | None:
-    """The number of users in the directory, or None if Graph will not say.
+async def read_user_count(client: GraphClient) -> int:
+    """The number of users in the directory; raises GraphError or BadResponse.
 
     ``$count=true`` is an advanced query: Graph needs the ``ConsistencyLevel: eventual`` header,
     and then puts the total in ``@odata.count`` of a one-item page.
     """
+    response = await client.request(
+        "GET",
+        "/users?$select=id&$top=1&$count=true",
+        what="counting users",
+        headers={"ConsistencyLevel": "eventual"},
+    )
+    count = load_object(response.content, "user count").get("@odata.count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise BadResponse("the user count has no '@odata.count'")
+    return count
+
+
+async def count_users(client: GraphClient) -> int | None:
+    """The number of users in the directory, or None if Graph will not say (a 401 still raises)."""
     try:
-        response = await client.request(
-            "GET",
-            "/users?$select=id&$top=1&$count=true",
-            what="counting users",
-            headers={"ConsistencyLevel": "eventual"},
-        )
-        body = load_object(response.content, "user count")
+        return await read_user_count(client)
     except GraphError as error:
         if error.code == "GRAPH_AUTH":
             raise
         return None
     except BadResponse:
         return None
-    count = body.get("@odata.count")
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+async def member_groups(client: GraphClient, user_id: str, group_ids: Sequence[str]) -> list[str]:
+    """Those of ``group_ids`` (at most 20) the user belongs to, directly or through nesting.
+
+    ``POST /users/{id}/checkMemberGroups`` needs User.Read.All and GroupMember.Read.All; raises
+    GraphError or BadResponse.
+    """
+    what = f"checking the assigned groups of user {user_id}"
+    response = await client.request(
+        "POST",
+        f"{user_path(user_id)}/checkMemberGroups",
+        what=what,
+        content=json.dumps({"groupIds": list(group_ids)}).encode(),
+    )
+    return decode_id_list(load_object(response.content, what), what)
 
 
 def listing_is_cheaper(direct_users: int, directory_users: int) -> bool:
