@@ -144,6 +144,48 @@ class StoreState:
     teams: tuple[StoreTeam, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ManagedUser:
+    """A user the store manages, as a source needs to know it."""
+
+    email: str
+    active: bool
+    inactive_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Managed:
+    """What the store already manages, by Entra id: all a source is told about the store.
+
+    A source uses it to gather evidence about these objects (why a managed user left scope), and
+    to find, by the email or name the store holds, a user or group Graph no longer has by that name.
+    """
+
+    users: Mapping[str, ManagedUser] = field(default_factory=dict)
+    teams: Mapping[str, str] = field(default_factory=dict)
+    """Entra id -> team name."""
+
+    @classmethod
+    def of(cls, state: StoreState) -> Managed:
+        return cls(
+            users={
+                user.entra_id: ManagedUser(user.email, user.active, user.inactive_reason)
+                for user in state.users
+                if user.entra_id
+            },
+            teams={team.entra_id: team.name for team in state.teams if team.entra_id},
+        )
+
+    def user_with_email(self, email: str) -> str | None:
+        """The Entra id of the managed user with ``email`` (compared lowercased), if any."""
+        wanted = email.strip().lower()
+        return next((entra_id for entra_id, user in self.users.items() if user.email == wanted), None)
+
+    def team_named(self, name: str) -> str | None:
+        """The Entra id of the managed team called ``name``, if any."""
+        return next((entra_id for entra_id, team in self.teams.items() if team == name), None)
+
+
 # --------------------------------------------------------------------------- policy
 
 

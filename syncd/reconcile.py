@@ -16,18 +16,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import safety
 from .cancel import Cancelled, check
-from .changes import DeactivateUser, Plan
+from .changes import Plan
 from .config import Config
-from .errors import ExitCode, GraphError, SyncdError
-from .model import Snapshot, StoreState
+from .errors import ExitCode, SyncdError
+from .model import Managed, Snapshot
 from .plan import diff
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
+from .source import source_for
 
 if TYPE_CHECKING:
     from .apply import ApplyResult
@@ -86,103 +87,28 @@ class RunResult:
 
 
 def load_snapshot(
-    config: Config, options: RunOptions, stats: GraphStats | None = None, store: Store | None = None
+    config: Config, options: RunOptions, stats: GraphStats | None = None, managed: Managed | None = None
 ) -> Snapshot:
-    """The desired state: from a snapshot file, one principal on demand, or the whole application."""
-    if options.snapshot_path:
-        from .graph.snapshot_file import read_snapshot
-
-        return read_snapshot(options.snapshot_path)
-    config.graph.require_application("(or pass --from-snapshot FILE)")
-    from .graph import fetch
-
-    if options.user or options.group:
-        try:
-            return fetch.fetch_principal(
-                config.graph, config.sync, user=options.user, group=options.group, cancel=options.cancel
-            )
-        except SyncdError as error:
-            # gone from Entra under that name: the id the store knows it by tells deleted from mistyped
-            known = _known_entra_id(store, options) if error.code == "NOT_FOUND" else None
-            if known is None:
-                raise
-            if options.user:
-                return fetch.fetch_principal(config.graph, config.sync, user=known, cancel=options.cancel)
-            return fetch.fetch_principal(config.graph, config.sync, group=known, cancel=options.cancel)
-    return fetch.fetch_snapshot(
-        config.graph, config.sync, progress=options.progress, stats=stats, cancel=options.cancel
+    """The desired state of a run, from the source its options name (:func:`syncd.source.source_for`)."""
+    source = source_for(
+        config,
+        snapshot_path=options.snapshot_path,
+        user=options.user,
+        group=options.group,
+        progress=options.progress,
+        stats=stats,
+        cancel=options.cancel,
     )
-
-
-def _known_entra_id(store: Store | None, options: RunOptions) -> str | None:
-    if store is None:
-        return None
-    state = store.load_state()
-    if options.user:
-        wanted = options.user.strip().lower()
-        return next((u.entra_id for u in state.users if u.entra_id and u.email == wanted), None)
-    return next((t.entra_id for t in state.teams if t.entra_id and t.name == options.group), None)
-
-
-def departures_to_explain(snapshot: Snapshot, state: StoreState, plan: Plan) -> list[str]:
-    """Provisioned users whose absence Graph should be asked about (one ``$batch`` per 20 users).
-
-    In a complete snapshot: those about to be deactivated as unassigned, to tell disabled and
-    deleted apart.  In an incomplete one: every active provisioned user it does not mention, since
-    only Graph's positive answer (404, or accountEnabled false) may deactivate them then.  In both:
-    the holder of an email a new account claims, since a deleted holder's row goes to the newcomer.
-    """
-    if snapshot.scope != "assigned" or snapshot.partial:
-        return []
-    seen = {user.id for user in snapshot.users} | snapshot.deleted_user_ids
-    # the holder of an email someone new claims: if its account is deleted, the newcomer takes the row
-    claimed = {problem.target for problem in plan.errors if problem.code == "USER_EMAIL_CONFLICT"}
-    holders = [u.entra_id for u in state.users if u.entra_id and u.email in claimed and u.entra_id not in seen]
-    if snapshot.complete:
-        leaving = [c.entra_id for c in plan.changes if isinstance(c, DeactivateUser) and c.reason == "unassigned"]
-    else:
-        leaving = [u.entra_id for u in state.users if u.entra_id and u.active and u.entra_id not in seen]
-    return sorted(set(leaving) | set(holders))
-
-
-def explain_departures(
-    config: Config, snapshot: Snapshot, user_ids: list[str], cancel: threading.Event | None = None
-) -> Snapshot:
-    """Add what Graph says about ``user_ids`` (disabled, or 404: deleted) to the snapshot."""
-    from .graph import fetch
-
-    try:
-        users, deleted = fetch.lookup_users(config.graph, user_ids, cancel=cancel)
-    except GraphError as error:
-        if error.code == "GRAPH_AUTH":
-            raise
-        log.warning(
-            "could not learn why %d users left scope [%s]: %s; recording them as unassigned",
-            len(user_ids),
-            error.code,
-            error,
-        )
-        return snapshot
-    known = {user.id for user in snapshot.users}
-    return replace(
-        snapshot,
-        users=snapshot.users + tuple(user for user in users if user.id not in known),
-        deleted_user_ids=snapshot.deleted_user_ids | deleted,
-    )
+    return source.read(managed if managed is not None else Managed())
 
 
 def make_plan(
     config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
 ) -> tuple[Snapshot, Plan]:
-    snapshot = load_snapshot(config, options, stats, store)
+    """Source -> plan: the snapshot, read with what the store manages, and the one plan made from it."""
     state = store.load_state()
-    plan = diff(snapshot, state, config.policy)
-    if not options.snapshot_path:
-        unexplained = departures_to_explain(snapshot, state, plan)
-        if unexplained:
-            snapshot = explain_departures(config, snapshot, unexplained, options.cancel)
-            plan = diff(snapshot, state, config.policy)
-    return snapshot, plan
+    snapshot = load_snapshot(config, options, stats, Managed.of(state))
+    return snapshot, diff(snapshot, state, config.policy)
 
 
 def _failures(snapshot: Snapshot) -> list[dict[str, str]]:

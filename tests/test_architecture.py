@@ -10,17 +10,28 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 ALLOWED = {
     "model": set(),
     "changes": set(),
+    "evidence": {"model"},
     "roles": {"model"},
-    "plan": {"model", "changes", "roles"},
+    "plan": {"model", "changes", "roles", "evidence", "plan"},
     "render": {"model", "changes"},
     "safety": {"model", "changes"},
 }
 
 
+def module_files(module: str) -> list[Path]:
+    """The file of a module, or every file of a package."""
+    package = PACKAGE / module
+    return sorted(package.rglob("*.py")) if package.is_dir() else [PACKAGE / f"{module}.py"]
+
+
 def imported_modules(path: Path) -> set[str]:
+    """The top-level syncd modules ``path`` imports (``plan`` for a module of the plan package)."""
+    inside = path.parent != PACKAGE
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and inside:
+            names.add(path.parent.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == (2 if inside else 1):
             names.add((node.module or "").split(".")[0])
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("syncd"):
             names.add(node.module.split(".")[1])
@@ -31,7 +42,8 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_pure_stages_import_only_what_is_below_them():
     for module, allowed in ALLOWED.items():
-        assert imported_modules(PACKAGE / f"{module}.py") <= allowed, module
+        for path in module_files(module):
+            assert imported_modules(path) <= allowed, path
 
 
 def test_model_imports_only_the_standard_library():
@@ -74,8 +86,9 @@ def test_graph_and_store_never_import_each_other():
 def test_the_planner_and_the_pure_stages_do_no_io():
     io_modules = ("syncd.graph", "syncd.store", "syncd.apply", "syncd.reconcile", "syncd.daemon", "syncd.cli")
     for module in ALLOWED:
-        imported = absolute_imports(PACKAGE / f"{module}.py")
-        assert not any(name.startswith(io_modules) for name in imported), module
+        for path in module_files(module):
+            imported = absolute_imports(path)
+            assert not any(name.startswith(io_modules) for name in imported), path
 
 
 def test_only_the_demo_imports_the_simulator():
@@ -89,3 +102,8 @@ def test_the_import_resolver_sees_relative_imports():
     assert "syncd.config" in absolute_imports(PACKAGE / "graph" / "reads.py")
     assert "syncd.graph.client" in absolute_imports(PACKAGE / "graph" / "reads.py")
     assert any(name.startswith("syncd.simulator") for name in absolute_imports(PACKAGE / "demo.py"))
+
+
+def test_the_import_checker_sees_the_modules_of_the_plan_package():
+    assert {"model", "evidence", "roles", "changes", "plan"} <= imported_modules(PACKAGE / "plan" / "desired.py")
+    assert "syncd.evidence" in absolute_imports(PACKAGE / "plan" / "users.py")

@@ -582,3 +582,36 @@ def test_a_user_synced_on_demand_leaves_the_team_of_a_group_it_left():
         state([stored], [team]),
     )
     assert plan.changes == (RemoveMember(2, sales.id, "Sales", 1, "alice@contoso.com"),)
+
+
+# ------------------------------------------------------------------ the table the planner mirrors
+
+
+def test_the_planner_docstring_and_the_readme_name_the_same_semantics_rows_in_order():
+    import re
+    from pathlib import Path
+
+    import syncd.plan
+    from syncd.plan import SEMANTICS_ROWS
+
+    docstring_rows = re.findall(r"^\[([a-z-]+)\]", syncd.plan.__doc__ or "", flags=re.MULTILINE)
+    assert tuple(docstring_rows) == SEMANTICS_ROWS
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Semantics", 1)[1].split("\n\n| row |", 1)[1].split("\n\n", 1)[0]
+    readme_rows = re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.MULTILINE)
+    assert tuple(readme_rows) == SEMANTICS_ROWS
+
+
+def test_every_semantics_row_is_cited_by_the_stage_that_implements_it():
+    import re
+    from pathlib import Path
+
+    from syncd.plan import SEMANTICS_ROWS
+
+    stages = [
+        p for p in (Path(__file__).resolve().parent.parent / "syncd" / "plan").glob("*.py") if p.name != "__init__.py"
+    ]
+    citation = re.compile(r"(?:#|^|\s)\[([a-z][a-z-]*)\](?=\s)", flags=re.MULTILINE)
+    cited = {name for path in stages for name in citation.findall(path.read_text())}
+    assert set(SEMANTICS_ROWS) - {"local"} <= cited
+    assert cited <= set(SEMANTICS_ROWS)

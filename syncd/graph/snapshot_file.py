@@ -81,6 +81,7 @@ from ..model import (
     AppRole,
     Assignment,
     FetchFailure,
+    Managed,
     Snapshot,
     SourceGroup,
     SourceUser,
@@ -400,3 +401,17 @@ def _integer(digits: str) -> int:
     if len(digits) > _MAX_DIGITS:
         raise _NotStrict(f"a number of {len(digits)} digits")
     return int(digits)
+
+
+class SnapshotFileSource:
+    """A :class:`~syncd.source.Source` that replays a snapshot file as it was captured.
+
+    It asks Graph nothing: the evidence a file holds (``deletedUserIds``, disabled users,
+    ``failures``) is all a replay has.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+
+    def read(self, managed: Managed) -> Snapshot:
+        return read_snapshot(self.path)

@@ -1,0 +1,296 @@
+"""Stage 1: the desired users - who should be active in the store, as the store would hold them.
+
+Rows [assigned], [disabled-new], [not-read] and [rehire] of the semantics table; every user in
+scope either becomes one :class:`DesiredUser` or one error that freezes its row.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..changes import Problem
+from ..evidence import DELETED, Evidence
+from ..model import (
+    ENTRA_ID_LENGTH,
+    NAME_LENGTH,
+    TITLE_LENGTH,
+    USER_TYPE_LENGTH,
+    Policy,
+    Snapshot,
+    SourceUser,
+    StoreState,
+    StoreUser,
+    email_problem,
+    normalise_email,
+    shown,
+    unstorable,
+    user_email,
+    user_name,
+)
+from ..roles import Scope, choose_user_type, role_user_types
+from .problems import problem
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredUser:
+    """A user as the store should hold it after the plan."""
+
+    entra_id: str
+    email: str
+    name: str
+    title: str | None
+    user_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The outcome of stage 1."""
+
+    users: Mapping[str, DesiredUser]
+    """By Entra id; no two share an email."""
+    errors: tuple[Problem, ...]
+    frozen: frozenset[int]
+    """Local ids of rows whose user has an error: left exactly as they are, memberships included."""
+    relinked: Mapping[str, StoreUser]
+    """Email -> the row of a deleted Entra account that the new account with that email takes over."""
+    name_warnings: Mapping[str, Problem]
+    role_warnings: Mapping[str, Problem]
+    """Warnings by Entra id, reported only with a change that acts on them."""
+
+
+@dataclass(slots=True)
+class _Collect:
+    """What stage 1 gathers while it walks the users in scope."""
+
+    state: StoreState
+    by_entra: dict[str, StoreUser]
+    errors: list[Problem] = field(default_factory=list)
+    frozen: set[int] = field(default_factory=set)
+    name_warnings: dict[str, Problem] = field(default_factory=dict)
+    role_warnings: dict[str, Problem] = field(default_factory=dict)
+    types: dict[frozenset[str], tuple[str, str | None]] = field(default_factory=dict)
+
+    def freeze(self, entra_id: str) -> None:
+        existing = self.by_entra.get(entra_id)
+        if existing is not None:
+            self.frozen.add(existing.id)
+
+
+def desired_users(snapshot: Snapshot, state: StoreState, policy: Policy, scope: Scope, evidence: Evidence) -> Desired:
+    """Every user in scope as the store should hold it, or the error that holds it back."""
+    by_entra = {user.entra_id: user for user in state.users if user.entra_id}
+    found = _Collect(state, by_entra)
+    roles = role_user_types(snapshot, policy)
+    directly_assigned = {a.principal_id for a in snapshot.assignments if a.principal_type == "User"}
+    desired: dict[str, DesiredUser] = {}
+    for entra_id in sorted(scope.user_roles):
+        if evidence.is_deleted(entra_id):
+            continue  # [departed] deleted in Entra: deactivated by stage 2 if provisioned
+        source = evidence.users.get(entra_id)
+        if source is None:
+            _not_read(found, entra_id, scope, entra_id in directly_assigned)  # [not-read]: never absence
+            continue
+        if source.account_enabled is False:
+            continue  # [disabled-new] never created; [departed] deactivated by stage 2 if provisioned
+        wanted = _desired_user(found, snapshot, policy, source, scope.user_roles[entra_id], roles)
+        if wanted is not None:
+            desired[entra_id] = wanted
+    kept, relinked = _drop_email_conflicts(found, desired, evidence)
+    return Desired(
+        users=kept,
+        errors=tuple(found.errors),
+        frozen=frozenset(found.frozen),
+        relinked=relinked,
+        name_warnings=found.name_warnings,
+        role_warnings=found.role_warnings,
+    )
+
+
+def _not_read(found: _Collect, entra_id: str, scope: Scope, direct: bool) -> None:
+    """[not-read] A user in scope (assigned, or a member of an assigned group) whose object the
+    snapshot lacks: Graph did not return it, or returned another object in its place.  Its row is
+    left exactly as it is, memberships included, until a run reads it."""
+    group_id = scope.via_group.get(entra_id)
+    if direct or group_id is None:
+        how = "assigned to the application"
+    else:
+        how = f"a member of assigned group {shown(scope.groups[group_id].display_name)} [{shown(group_id)}]"
+    existing = found.by_entra.get(entra_id)
+    found.errors.append(
+        problem(
+            "USER_NOT_READ",
+            "user",
+            entra_id,
+            existing.email if existing is not None else entra_id,
+            f"user {shown(entra_id)} is {how}, but Graph returned no user object for it; "
+            "it is left as it is until a run reads it",
+        )
+    )
+    found.freeze(entra_id)
+
+
+_EMAIL_FIELD = {"userPrincipalName": "user_principal_name", "mail": "mail"}
+
+
+def _desired_user(
+    found: _Collect,
+    snapshot: Snapshot,
+    policy: Policy,
+    source: SourceUser,
+    role_ids: set[str],
+    roles: Mapping[str, str | None],
+) -> DesiredUser | None:
+    why = unstorable(source.id, ENTRA_ID_LENGTH)
+    if why is not None:
+        _invalid_user(found, source, source.id, f"id {shown(source.id)} {why}")
+        return None
+    email = user_email(source, policy.email_attribute)
+    if email is None:
+        attribute = policy.email_attribute
+        raw = getattr(source, _EMAIL_FIELD[attribute])
+        why = f"{shown(raw)} {email_problem(normalise_email(raw))}" if raw else "empty"
+        found.errors.append(
+            problem(
+                "USER_NO_EMAIL",
+                "user",
+                source.id,
+                source.display_name or source.id,
+                f"no usable email in {attribute}: {why}",
+            )
+        )
+        found.freeze(source.id)
+        return None
+    user_type, unknown_role = _user_type(found, snapshot, policy, frozenset(role_ids), roles)
+    name = user_name(source, email)
+    title = source.job_title or None
+    for field_name, value, limit in (
+        ("name", name, NAME_LENGTH),  # normalised, so always storable; checked all the same
+        ("jobTitle", title, TITLE_LENGTH),
+        ("user type", user_type, USER_TYPE_LENGTH),
+    ):
+        why = None if value is None else unstorable(value, limit)
+        if why is not None:
+            _invalid_user(found, source, email, f"{field_name} {shown(value)} {why}")
+            return None
+    if unknown_role is not None:
+        found.role_warnings[source.id] = problem(
+            "ROLE_UNKNOWN",
+            "user",
+            source.id,
+            email,
+            f"app role {shown(unknown_role)} maps to no user type and is ignored (a user with no other role "
+            f"gets {policy.default_user_type!r})",
+        )
+    if source.display_name is not None and name != " ".join(unicodedata.normalize("NFC", source.display_name).split()):
+        found.name_warnings[source.id] = problem(
+            "NAME_NORMALISED",
+            "user",
+            source.id,
+            email,
+            f"name {shown(source.display_name)} stored as {shown(name, NAME_LENGTH + 2)}",
+        )
+    return DesiredUser(source.id, email, name, title, user_type)
+
+
+def _invalid_user(found: _Collect, source: SourceUser, target: str, message: str) -> None:
+    """A user with a value the store cannot hold: reported, and its row (if any) left as it is."""
+    found.errors.append(problem("USER_INVALID", "user", source.id, target, f"{message}; the user is left as it is"))
+    found.freeze(source.id)
+
+
+def _user_type(
+    found: _Collect,
+    snapshot: Snapshot,
+    policy: Policy,
+    role_ids: frozenset[str],
+    roles: Mapping[str, str | None],
+) -> tuple[str, str | None]:
+    """The user type a set of app roles gives, and the name of a role that maps to none (cached:
+    most users share a handful of role sets)."""
+    cached = found.types.get(role_ids)
+    if cached is None:
+        candidates, unknown = [], None
+        for role_id in sorted(role_ids):
+            user_type = roles.get(role_id)
+            if user_type is None:
+                role = next((r for r in snapshot.app_roles if r.id == role_id), None)
+                unknown = (role.display_name or role.value or role.id) if role else role_id
+            else:
+                candidates.append(user_type)  # an unknown role never outranks a known one
+        cached = found.types[role_ids] = (choose_user_type(candidates, policy), unknown)
+    return cached
+
+
+def _drop_email_conflicts(
+    found: _Collect, desired: dict[str, DesiredUser], evidence: Evidence
+) -> tuple[dict[str, DesiredUser], dict[str, StoreUser]]:
+    """Two users may not share an email: report the conflict and skip whoever cannot have it.
+
+    An email is free when nobody holds it, or when its holder moves to another email in this
+    same plan; a rejected mover keeps its email, which can reject others in turn, so this runs
+    to a fixed point.  Returns the users kept and, by email, the rows of deleted accounts that a
+    new account takes over ([rehire]).
+    """
+    claims: dict[str, list[str]] = defaultdict(list)
+    for entra_id, user in desired.items():
+        claims[user.email].append(entra_id)
+    holders = {user.email: user for user in found.state.users}
+    relinked: dict[str, StoreUser] = {}
+    rejected: dict[str, tuple[str, str]] = {}  # entra id -> (email, who has it)
+    while True:
+        kept = {entra_id: user for entra_id, user in desired.items() if entra_id not in rejected}
+        rejections: dict[str, tuple[str, str]] = {}
+        for email, all_claimants in claims.items():
+            claimants = [c for c in all_claimants if c not in rejected]
+            if not claimants:
+                continue
+            holder = holders.get(email)
+            moving = holder is not None and holder.entra_id in kept and kept[holder.entra_id].email != email
+            if holder is None or moving:
+                winners = claimants
+            elif holder.entra_id in claimants:
+                winners = [holder.entra_id]
+            elif holder.entra_id is not None and not _relinkable(holder, kept, evidence):
+                winners = []  # held by another managed user (perhaps inactive)
+            else:
+                # an unmanaged local user (or one whose Entra account was deleted) has it: adopted,
+                # unless the claimant has a row of its own
+                winners = [c for c in claimants if c not in found.by_entra]
+            if len(winners) > 1:
+                winners = []
+            if winners and holder is not None and holder.entra_id not in (None, *claimants) and not moving:
+                relinked[email] = holder
+            for entra_id in claimants:
+                if entra_id not in winners:
+                    who = (
+                        f"user {holder.email!r} (local id {holder.id})"
+                        if holder is not None and holder.entra_id not in claimants and not moving
+                        else "another user in scope"
+                    )
+                    rejections[entra_id] = (email, who)
+        if not rejections:
+            break
+        rejected.update(rejections)
+    for entra_id, (email, who) in sorted(rejected.items(), key=lambda item: (item[1][0], item[0])):
+        found.errors.append(
+            problem("USER_EMAIL_CONFLICT", "user", entra_id, email, f"email {email} is already used by {who}")
+        )
+        found.freeze(entra_id)
+    return kept, relinked
+
+
+def _relinkable(holder: StoreUser, kept: Mapping[str, DesiredUser], evidence: Evidence) -> bool:
+    """[rehire] A row whose Entra account is deleted (or found deleted now) may be taken over by a
+    new account with its email."""
+    if holder.entra_id is None or holder.entra_id in kept:
+        return False
+    if evidence.is_deleted(holder.entra_id):
+        return True
+    if holder.entra_id in evidence.users:
+        return False  # Graph still has the account (restored, or merely out of scope)
+    if not holder.active:
+        return holder.inactive_reason == DELETED
+    return evidence.departure(holder.entra_id) == DELETED

@@ -1,0 +1,115 @@
+"""Stage 2: the user changes, and the users as they will be after the plan.
+
+Rows [assigned], [changed], [departed], [returned] and [rehire] of the semantics table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..changes import USER_FIELDS, AdoptUser, Change, CreateUser, DeactivateUser, Problem, ReactivateUser, UpdateUser
+from ..evidence import Evidence
+from ..model import Policy, StoreState, StoreUser
+from .desired import Desired, DesiredUser
+
+
+@dataclass(frozen=True, slots=True)
+class Users:
+    """The outcome of stage 2."""
+
+    changes: tuple[Change, ...]
+    warnings: tuple[Problem, ...]
+    active_after: Mapping[str, StoreUser | None]
+    """Entra id -> the row that is active after the plan (a placeholder with id -1 for a user the
+    plan creates); None or absent: not active then.  Team membership is planned from it."""
+    email_after: Mapping[str, str]
+    """Entra id -> the email the user has after the plan."""
+    deactivated: frozenset[int]
+    frozen: frozenset[int]
+    adopted: Mapping[int, str]
+    """Local user id -> the Entra id that adopts the row."""
+
+
+def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: Evidence) -> Users:
+    """What to create, adopt, reactivate, update and deactivate so the store holds ``desired``."""
+    by_entra = {user.entra_id: user for user in state.users if user.entra_id}
+    unmanaged_by_email = {user.email: user for user in state.users if user.entra_id is None}
+    changes: list[Change] = []
+    warnings: list[Problem] = []
+    active_after: dict[str, StoreUser | None] = {}
+    email_after: dict[str, str] = {}
+    adopted: dict[int, str] = {}
+    for user in state.users:
+        if user.id in desired.frozen and user.entra_id:
+            active_after[user.entra_id] = user if user.active else None  # left exactly as it is
+
+    def warn_for(entra_id: str, *, name: bool, role: bool) -> None:
+        if name and entra_id in desired.name_warnings:
+            warnings.append(desired.name_warnings[entra_id])
+        if role and entra_id in desired.role_warnings:
+            warnings.append(desired.role_warnings[entra_id])
+
+    for want in sorted(desired.users.values(), key=lambda user: (user.email, user.entra_id)):
+        email_after[want.entra_id] = want.email
+        existing = by_entra.get(want.entra_id)
+        if existing is None:
+            local = unmanaged_by_email.get(want.email) or desired.relinked.get(want.email)
+            if local is None:
+                # [assigned] user assigned and enabled, new -> created
+                changes.append(CreateUser(want.entra_id, want.email, want.name, want.title, want.user_type))
+                warn_for(want.entra_id, name=True, role=True)
+                active_after[want.entra_id] = StoreUser(-1, want.email, want.name, entra_id=want.entra_id)
+                continue
+            # [assigned] a local user with the same email and no Entra id is adopted, not duplicated;
+            # [rehire] the row of a deleted account is re-linked to the new one
+            changes.append(AdoptUser(local.id, want.entra_id, want.email, local.entra_id))
+            adopted[local.id] = want.entra_id
+            existing = local
+        if not existing.active:
+            # [returned] an inactive managed user comes back in scope: the same row is reactivated
+            changes.append(ReactivateUser(existing.id, want.entra_id, existing.email))
+        fields = _changed_fields(existing, want, policy, evidence)
+        if fields:
+            # [changed] displayName / UPN / jobTitle / role changes -> updated in place
+            changes.append(UpdateUser(existing.id, want.entra_id, existing.email, fields))
+            names = {name for name, _, _ in fields}
+            warn_for(want.entra_id, name="name" in names, role="user_type" in names)
+        active_after[want.entra_id] = existing
+
+    deactivated: set[int] = set()
+    for user in sorted(by_entra.values(), key=lambda u: (u.email, u.id)):
+        assert user.entra_id is not None
+        if user.entra_id in desired.users or user.id in desired.frozen or user.id in adopted or not user.active:
+            continue
+        reason = evidence.departure(user.entra_id)
+        if reason is None:
+            active_after[user.entra_id] = user  # absence is no evidence here: stays active
+            continue
+        # [departed] unassigned / removed from every assigned group / disabled / deleted -> inactive
+        changes.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
+        deactivated.add(user.id)
+    return Users(
+        changes=tuple(changes),
+        warnings=tuple(warnings),
+        active_after=active_after,
+        email_after=email_after,
+        deactivated=frozenset(deactivated),
+        frozen=desired.frozen,
+        adopted=adopted,
+    )
+
+
+def _changed_fields(
+    existing: StoreUser, want: DesiredUser, policy: Policy, evidence: Evidence
+) -> tuple[tuple[str, object, object], ...]:
+    changes = []
+    for name in USER_FIELDS:
+        if name == "user_type" and not policy.provision_user_type:
+            continue  # type is set at creation only
+        if name == "user_type" and not evidence.roles_complete(want.entra_id):
+            continue  # roles through an unread group (or, on demand, held elsewhere) are unknown
+        old, new = getattr(existing, name), getattr(want, name)
+        if old != new:
+            changes.append((name, old, new))
+    return tuple(changes)
