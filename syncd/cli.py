@@ -138,7 +138,7 @@ def _print_plan_text(result: Any) -> None:
 def _print_failures(result: Any) -> None:
     for failure in result.failures:
         click.echo(
-            f"! graph read failed [{show(failure['code'])}] {show(failure['path'])}: {show(failure['message'])}",
+            f"! graph read failed [{show(failure.code)}] {show(failure.path)}: {show(failure.message)}",
             err=True,
         )
 
@@ -147,13 +147,13 @@ def _result_json(result: Any) -> dict[str, Any]:
     from .render import to_json
 
     data = to_json(result.plan)
-    data["status"] = result.status
-    data["failures"] = result.failures
+    data["status"] = result.status.value
+    data["failures"] = result.failures_json()
     data["refusals"] = [{"code": r.code, "message": r.message} for r in result.refusals]
     if result.run_id is not None:
         data["run_id"] = result.run_id
         data["applied"] = result.applied
-        data["failed"] = result.failed
+        data["failed"] = result.failed_json()
     return data
 
 

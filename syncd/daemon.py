@@ -53,9 +53,9 @@ from .errors import ConfigError, ExitCode, SyncdError
 from .logs import setup_logging
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
+from .outcome import report
 from .reconcile import RunOptions, RunResult, RunWatch, run_once
 from .redaction import redact
-from .runs import RunStatus
 
 log = logging.getLogger("syncd.daemon")
 
@@ -521,17 +521,8 @@ class Daemon:
             self._refresh_counts(config)
 
     def _finished(self, result: RunResult, duration: float) -> None:
-        level = RunStatus(result.status).log_level
-        run = f" (run {result.run_id})" if result.run_id is not None else ""
-        log.log(
-            level,
-            "cycle %s in %.1fs%s: %s",
-            result.status,
-            duration,
-            run,
-            result.message or "-",
-            extra={"status": result.status, "duration": round(duration, 3), "changes": result.applied},
-        )
+        result.duration = duration
+        report(log, result, cycle=True)
         self.metrics.record_result(result, duration)
         self._report(f"{result.status}: {result.message}" if result.message else result.status)
 

@@ -162,8 +162,8 @@ class Metrics:
                 if count > 0 and op:
                     self.changes_applied.labels(op).inc(count)
             codes = Tally(problem.code for problem in result.plan.errors)
-            codes.update(entry.get("code", "APPLY_FAILED") for entry in result.failed)
-            codes.update(failure.get("code", "") for failure in result.failures)
+            codes.update(entry.code for entry in result.failed)
+            codes.update(failure.code for failure in result.failures)
             for code, count in codes.items():
                 if code and count > 0:
                     self.objects_failed.labels(code).inc(count)

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd.apply import Failure
 from syncd.changes import AddMember, CreateTeam, Plan, Problem
 from syncd.errors import ExitCode
 from syncd.metrics import Metrics, MetricsServer, parse_address
@@ -91,7 +92,7 @@ def partial_result() -> RunResult:
         run_id=7,
         message="Plan: 1 create team, 2 add member.",
         applied=2,
-        failed=[{"op": "add_member", "target": "Sales", "code": "APPLY_FAILED", "message": "x"}],
+        failed=[Failure(AddMember("g-1", "Sales", "u-2", "b@x.com"), "APPLY_FAILED", "x")],
         graph_requests=12,
         graph_throttled=2,
         applied_counts={"create_team": 1, "add_member": 1},
