@@ -8,23 +8,29 @@ already exists, by local id.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .model import WithAttributes, user_fields
 
 FieldChanges = tuple[tuple[str, Any, Any], ...]
 """(field, old, new) triples in a fixed field order."""
 
-USER_FIELDS = ("email", "name", "title", "user_type")
+USER_FIELDS = user_fields()
+"""The user fields a plan sets and compares: email, name, the registry's attributes, user type."""
 
 
 @dataclass(frozen=True, slots=True)
-class CreateUser:
+class CreateUser(WithAttributes):
+    """A new user; ``attributes`` holds every attribute of the registry (``title`` ...)."""
+
     op: ClassVar[str] = "create_user"
     entra_id: str
     email: str
     name: str
-    title: str | None
     user_type: str
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def target(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,14 +50,18 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class SourceUser:
-    """A user as Graph returned it (only the fields syncd selects)."""
+    """A user as Graph returned it (only the properties syncd selects).
+
+    The typed fields are the ones syncd's rules read (identity, email, name, enabled);
+    ``attributes`` holds the properties of :data:`USER_ATTRIBUTES`, by their Graph names.
+    """
 
     id: str
     user_principal_name: str | None = None
     mail: str | None = None
     display_name: str | None = None
-    job_title: str | None = None
     account_enabled: bool | None = True
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +122,33 @@ class Snapshot:
 # --------------------------------------------------------------------------- store side
 
 
+class WithAttributes:
+    """Gives a value with an ``attributes`` mapping (the store fields of :data:`USER_ATTRIBUTES`)
+    each of them as an attribute: ``user.title`` is ``user.attributes["title"]``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> str | None:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attributes: Mapping[str, str | None] = object.__getattribute__(self, "attributes")
+        try:
+            return attributes[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}") from None
+
+
 @dataclass(frozen=True, slots=True)
-class StoreUser:
+class StoreUser(WithAttributes):
     id: int
     email: str
     name: str
-    title: str | None = None
     user_type: str = "member"
     active: bool = True
     entra_id: str | None = None
     inactive_reason: str | None = None
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
+    """The store fields of :data:`USER_ATTRIBUTES` (every one of them, None when empty)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +233,59 @@ ENTRA_ID_LENGTH = 64
 """The longest Entra object id the store holds (Graph's ids are 36-character GUIDs)."""
 USER_TYPE_LENGTH = 32
 """The longest user type (a custom role id has at most this many digits)."""
+
+
+
+# --------------------------------------------------------------------------- the attribute registry
+
+
+def _as_given(value: str | None) -> str | None:
+    """Graph's value as it is; an empty string is no value."""
+    return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class UserAttribute:
+    """A user attribute copied from a Graph user property into a store column of its own.
+
+    The one definition of it: the Graph ``$select``, the decoders, snapshot files, the store's
+    columns, loading the state, the planner's comparison and the audit are all derived from
+    :data:`USER_ATTRIBUTES`.  Adding one (say ``department``) is one line there plus a migration
+    that adds its column.  The email, the name and the user type are not here: rules of their own
+    make them (README, "Attribute rules").
+    """
+
+    field: str
+    """The store column, and the attribute's name in changes, plans and the audit."""
+    graph: str
+    """The Graph user property it is read from (and its key in snapshot files)."""
+    length: int = NAME_LENGTH
+    """The longest value the column holds; a longer one is ``USER_INVALID``."""
+    audited: bool = True
+    """Whether the audit's before and after carry it."""
+    normalise: Callable[[str | None], str | None] = _as_given
+    """Graph's value -> the value the store holds."""
+
+    def value(self, user: SourceUser) -> str | None:
+        return self.normalise(user.attributes.get(self.graph))
+
+
+USER_ATTRIBUTES: tuple[UserAttribute, ...] = (UserAttribute("title", "jobTitle", TITLE_LENGTH),)
+"""The user attributes copied from Graph, in the order plans and the audit list them."""
+
+CORE_USER_PROPERTIES = ("id", "userPrincipalName", "mail", "displayName")
+"""The Graph user properties syncd's rules read, besides ``accountEnabled``."""
+
+
+def user_properties() -> tuple[str, ...]:
+    """Every Graph user property syncd reads, in ``$select`` order."""
+    return (*CORE_USER_PROPERTIES, *(attribute.graph for attribute in USER_ATTRIBUTES), "accountEnabled")
+
+
+def user_fields() -> tuple[str, ...]:
+    """The user fields a plan compares and the store keeps, in plan order."""
+    return ("email", "name", *(attribute.field for attribute in USER_ATTRIBUTES), "user_type")
+
 
 _CONTROL = "\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
 _SURROGATE = "\ud800-\udfff"  # halves of a UTF-16 pair: no UTF-8 encoding exists for one alone

@@ -43,13 +43,13 @@ def uid(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, name))
 
 
-def user(name: str, **fields: object) -> SourceUser:
+def user(name: str, *, job_title: str | None = None, **fields: object) -> SourceUser:
     values: dict[str, object] = {
         "id": uid(name),
         "user_principal_name": f"{name}@contoso.com",
         "display_name": name.title(),
-        "job_title": None,
         "account_enabled": True,
+        "attributes": {"jobTitle": job_title},
     }
     values.update(fields)
     return SourceUser(**values)  # type: ignore[arg-type]
@@ -90,10 +90,10 @@ def stored_user(local_id: int, email: str, *, source: SourceUser | None = None, 
         "id": local_id,
         "email": email,
         "name": email.split("@")[0].title(),
-        "title": None,
         "user_type": "member",
         "active": True,
         "entra_id": source.id if source is not None else None,
+        "attributes": {"title": fields.pop("title", None)},
     }
     values.update(fields)
     return StoreUser(**values)  # type: ignore[arg-type]

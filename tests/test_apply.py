@@ -39,7 +39,7 @@ OPS = "00000000-0000-0000-0002-000000000002"
 
 
 def create(entra_id: str, email: str, name: str = "", title: str | None = None, user_type: str = "member"):
-    return CreateUser(entra_id, email, name or email.split("@")[0].title(), title, user_type)
+    return CreateUser(entra_id, email, name or email.split("@")[0].title(), user_type, {"title": title})
 
 
 def run(store, *changes, errors=(), warnings=()):

@@ -27,8 +27,8 @@ def _tenant(user_count: int, group_count: int) -> Snapshot:
             f"user{index}@contoso.com",
             None,
             f"User {index}",
-            "Engineer" if index % 3 else None,
             True,
+            {"jobTitle": "Engineer" if index % 3 else None},
         )
         for index in range(user_count)
     )
@@ -49,7 +49,13 @@ def _first_plan(snapshot: Snapshot) -> Plan:
     return Plan(
         changes=(
             *(
-                CreateUser(user.id, str(user.user_principal_name), str(user.display_name), user.job_title, "member")
+                CreateUser(
+                    user.id,
+                    str(user.user_principal_name),
+                    str(user.display_name),
+                    "member",
+                    {"title": user.attributes["jobTitle"]},
+                )
                 for user in snapshot.users
             ),
             *(CreateTeam(group.id, group.display_name) for group in snapshot.groups),

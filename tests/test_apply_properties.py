@@ -56,8 +56,8 @@ def snapshots(draw) -> Snapshot:
                 upn,
                 mail,
                 draw(st.sampled_from([name.title(), f"{name.title()} (Contractor)", "  ", None])),
-                draw(st.sampled_from([None, "", "Engineer", "Boss"])),
                 draw(st.sampled_from([True, True, False, None])),
+                {"jobTitle": draw(st.sampled_from([None, "", "Engineer", "Boss"]))},
             )
         )
     groups = []
@@ -109,11 +109,11 @@ def store_states(draw) -> StoreState:
                 local_id,
                 email,
                 draw(st.sampled_from(["Ann", "Someone", email.split("@")[0].title()])),
-                draw(st.sampled_from([None, "Engineer"])),
                 draw(st.sampled_from(["member", "admin", "viewer", "12345"])),
                 active,
                 entra_pool[local_id - 1] if managed else None,
                 None if active else "unassigned",
+                {"title": draw(st.sampled_from([None, "Engineer"]))},
             )
         )
     stored_teams = []

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 
 ALLOWED = {
     "model": set(),
-    "changes": set(),
+    "changes": {"model"},
     "evidence": {"model"},
     "roles": {"model"},
     "plan": {"model", "changes", "roles", "evidence", "plan"},

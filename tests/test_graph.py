@@ -91,7 +91,7 @@ def test_full_fetch_reads_roles_assignments_group_members_and_direct_users(works
     assert (sales.id, sales.display_name, set(sales.member_ids or ())) == (w.sales, "Sales", {w.ada, w.bob})
     users = snapshot.user_by_id()
     assert set(users) == {w.ada, w.bob, w.cy}
-    assert users[w.bob] == SourceUser(w.bob, "bob@contoso.com", None, "Bob", "Clerk", True)
+    assert users[w.bob] == SourceUser(w.bob, "bob@contoso.com", None, "Bob", True, {"jobTitle": "Clerk"})
     assert users[w.cy].account_enabled is False
 
 

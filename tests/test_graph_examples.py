@@ -41,7 +41,7 @@ def _assignments(body: dict[str, Any]) -> None:
 
 def _user(body: dict[str, Any]) -> None:
     user = decode_user(body)
-    assert (user.id, user.user_principal_name, user.job_title) == (
+    assert (user.id, user.user_principal_name, user.attributes["jobTitle"]) == (
         "87d349ed-44d7-43e1-9a83-5f2406dee5bd",
         "AdeleV@contoso.com",
         "Retail Manager",

@@ -122,7 +122,9 @@ def test_assignment_of_a_service_principal_is_ignored_and_null_role_is_default_a
 
 def test_members_that_are_not_users_are_skipped_and_id_only_members_are_detected():
     assert decode_member({"@odata.type": "#microsoft.graph.group", "id": "g2"}) is None
-    assert decode_member({"@odata.type": "#microsoft.graph.user", "id": "u1"}) == SourceUser("u1")
+    assert decode_member({"@odata.type": "#microsoft.graph.user", "id": "u1"}) == SourceUser(
+        "u1", attributes={"jobTitle": None}
+    )
     assert not has_user_fields({"@odata.type": "#microsoft.graph.user", "id": "u1"})
     assert not has_user_fields({"id": "u1", "userPrincipalName": None, "displayName": None, "accountEnabled": None})
     assert has_user_fields({"id": "u1", "userPrincipalName": "ada@contoso.com", "mail": None})
@@ -236,8 +238,8 @@ def _sample_snapshot() -> Snapshot:
         assignments=(Assignment("u1", "User", "r1"), Assignment("g1", "Group")),
         groups=(SourceGroup("g1", "Sales", ("u1", "u2")), SourceGroup("g2", "Broken", None)),
         users=(
-            SourceUser("u1", "ada@contoso.com", "ada@contoso.com", "Ada Lovelace", "Engineer", True),
-            SourceUser("u2", "zoë@contoso.com", None, "Zoë O'Brien", None, False),
+            SourceUser("u1", "ada@contoso.com", "ada@contoso.com", "Ada Lovelace", True, {"jobTitle": "Engineer"}),
+            SourceUser("u2", "zoë@contoso.com", None, "Zoë O'Brien", False, {"jobTitle": None}),
         ),
         deleted_user_ids=frozenset({"u9"}),
         failures=(FetchFailure("GRAPH_UNAVAILABLE", "503", "/groups/g2/members"),),
@@ -266,7 +268,7 @@ def test_minimal_hand_written_snapshot_takes_defaults_and_ignores_unknown_keys()
         }
     )
     assert snapshot.assignments == (Assignment("u1", "User", DEFAULT_ACCESS_ROLE_ID),)
-    assert snapshot.users == (SourceUser("u1", "ada@contoso.com"),)
+    assert snapshot.users == (SourceUser("u1", "ada@contoso.com", attributes={"jobTitle": None}),)
     assert snapshot.complete and not snapshot.partial and snapshot.scope == "assigned"
 
 

@@ -48,7 +48,7 @@ def ops(plan):
 
 def test_directly_assigned_enabled_user_is_created():
     plan = diff(snapshot(users=[alice], assignments=[assigned(alice)]), state())
-    assert plan.changes == (CreateUser(alice.id, "alice@contoso.com", "Alice", "Engineer", "member"),)
+    assert plan.changes == (CreateUser(alice.id, "alice@contoso.com", "Alice", "member", {"title": "Engineer"}),)
 
 
 def test_member_of_an_assigned_group_is_created_and_joins_the_team():

@@ -29,8 +29,8 @@ def worlds(draw):
                 upn,
                 None,
                 draw(st.sampled_from([name, f"{name} (x)", None])),
-                draw(st.sampled_from([None, "Eng"])),
                 draw(st.booleans()),
+                {"jobTitle": draw(st.sampled_from([None, "Eng"]))},
             )
         )
     groups = []

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import DEFAULT_ACCESS_ROLE_ID, AppRole, Assignment, PrincipalType, SourceUser
+from ..model import DEFAULT_ACCESS_ROLE_ID, USER_ATTRIBUTES, AppRole, Assignment, PrincipalType, SourceUser
 
 
 class BadResponse(ValueError):
@@ -176,8 +176,8 @@ def decode_user(item: Mapping[str, Any], fallback_id: str | None = None) -> Sour
         user_principal_name=_string(item, "userPrincipalName", where),
         mail=_string(item, "mail", where),
         display_name=_string(item, "displayName", where),
-        job_title=_string(item, "jobTitle", where),
         account_enabled=enabled,
+        attributes={attribute.graph: _string(item, attribute.graph, where) for attribute in USER_ATTRIBUTES},
     )
 
 

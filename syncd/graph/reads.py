@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..config import GraphConfig
 from ..errors import GraphError
-from ..model import Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser
+from ..model import Assignment, FetchFailure, Snapshot, SourceGroup, SourceUser, user_properties
 from .classify import READ_USERS, is_fatal, missing_permission, path_of, segment, user_path
 from .client import BATCH_SIZE, PAGE_SIZE, GraphClient
 from .decode import (
@@ -36,7 +36,8 @@ from .decode import (
 log = logging.getLogger("syncd.graph")
 
 
-USER_FIELDS = "id,userPrincipalName,mail,displayName,jobTitle,accountEnabled"
+USER_FIELDS = ",".join(user_properties())
+"""The ``$select`` of every user read: the core properties and the attribute registry's."""
 GROUP_FIELDS = "id,displayName"
 ASSIGNMENT_FIELDS = "id,principalId,principalType,appRoleId"
 SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,appRoles"

@@ -42,6 +42,8 @@ Keys:
   when nested groups are flattened); ``null`` means the list could not be read and the team is
   left as it is.  Default ``[]``.
 * ``users``: only ``id`` is required; the strings default to null and ``accountEnabled`` to true.
+  Beside the properties shown, each attribute of the registry (``syncd.model.USER_ATTRIBUTES``)
+  is a key of its own, by its Graph name.
 * ``deletedUserIds``: users Graph answered 404 for.
 * ``failures``: reads that failed (``code``, ``message``, optional ``path``); any entry makes the
   snapshot incomplete, and nothing is deprovisioned because it is absent.
@@ -78,6 +80,7 @@ from typing import Any, TypeVar
 from ..errors import SnapshotError
 from ..model import (
     DEFAULT_ACCESS_ROLE_ID,
+    USER_ATTRIBUTES,
     AppRole,
     Assignment,
     FetchFailure,
@@ -120,21 +123,23 @@ def snapshot_to_json(snapshot: Snapshot) -> dict[str, Any]:
             }
             for group in snapshot.groups
         ],
-        "users": [
-            {
-                "id": user.id,
-                "userPrincipalName": user.user_principal_name,
-                "mail": user.mail,
-                "displayName": user.display_name,
-                "jobTitle": user.job_title,
-                "accountEnabled": user.account_enabled,
-            }
-            for user in snapshot.users
-        ],
+        "users": [_user_json(user) for user in snapshot.users],
         "deletedUserIds": sorted(snapshot.deleted_user_ids),
         "failures": [{"code": f.code, "message": f.message, "path": f.path} for f in snapshot.failures],
         "partial": snapshot.partial,
         "subjects": sorted(snapshot.subjects),
+    }
+
+
+def _user_json(user: SourceUser) -> dict[str, Any]:
+    """A user as Graph spells it: its core properties, then the registry's attributes."""
+    return {
+        "id": user.id,
+        "userPrincipalName": user.user_principal_name,
+        "mail": user.mail,
+        "displayName": user.display_name,
+        **{attribute.graph: user.attributes.get(attribute.graph) for attribute in USER_ATTRIBUTES},
+        "accountEnabled": user.account_enabled,
     }
 
 
@@ -236,8 +241,8 @@ def _user(item: _Reader) -> SourceUser:
         user_principal_name=item.optional_string("userPrincipalName"),
         mail=item.optional_string("mail"),
         display_name=item.optional_string("displayName"),
-        job_title=item.optional_string("jobTitle"),
         account_enabled=item.boolean("accountEnabled", True, nullable=True),
+        attributes={attribute.graph: item.optional_string(attribute.graph) for attribute in USER_ATTRIBUTES},
     )
 
 

@@ -16,13 +16,14 @@ from ..evidence import DELETED, Evidence
 from ..model import (
     ENTRA_ID_LENGTH,
     NAME_LENGTH,
-    TITLE_LENGTH,
+    USER_ATTRIBUTES,
     USER_TYPE_LENGTH,
     Policy,
     Snapshot,
     SourceUser,
     StoreState,
     StoreUser,
+    WithAttributes,
     email_problem,
     normalise_email,
     shown,
@@ -35,14 +36,14 @@ from .problems import problem
 
 
 @dataclass(frozen=True, slots=True)
-class DesiredUser:
-    """A user as the store should hold it after the plan."""
+class DesiredUser(WithAttributes):
+    """A user as the store should hold it after the plan; ``attributes`` by store field."""
 
     entra_id: str
     email: str
     name: str
-    title: str | None
     user_type: str
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +166,10 @@ def _desired_user(
         return None
     user_type, unknown_role = _user_type(found, snapshot, policy, frozenset(role_ids), roles)
     name = user_name(source, email)
-    title = source.job_title or None
+    attributes = {attribute.field: attribute.value(source) for attribute in USER_ATTRIBUTES}
     for field_name, value, limit in (
         ("name", name, NAME_LENGTH),  # normalised, so always storable; checked all the same
-        ("jobTitle", title, TITLE_LENGTH),
+        *((attribute.graph, attributes[attribute.field], attribute.length) for attribute in USER_ATTRIBUTES),
         ("user type", user_type, USER_TYPE_LENGTH),
     ):
         why = None if value is None else unstorable(value, limit)
@@ -192,7 +193,7 @@ def _desired_user(
             email,
             f"name {shown(source.display_name)} stored as {shown(name, NAME_LENGTH + 2)}",
         )
-    return DesiredUser(source.id, email, name, title, user_type)
+    return DesiredUser(source.id, email, name, user_type, attributes)
 
 
 def _invalid_user(found: _Collect, source: SourceUser, target: str, message: str) -> None:

@@ -57,7 +57,7 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
             local = unmanaged_by_email.get(want.email) or desired.relinked.get(want.email)
             if local is None:
                 # [assigned] user assigned and enabled, new -> created
-                changes.append(CreateUser(want.entra_id, want.email, want.name, want.title, want.user_type))
+                changes.append(CreateUser(want.entra_id, want.email, want.name, want.user_type, want.attributes))
                 warn_for(want.entra_id, name=True, role=True)
                 active_after[want.entra_id] = StoreUser(-1, want.email, want.name, entra_id=want.entra_id)
                 continue

@@ -25,6 +25,7 @@ from ..errors import InputError, StoreError
 from ..model import (
     BUILTIN_USER_TYPES,
     NAME_LENGTH,
+    USER_ATTRIBUTES,
     StoreState,
     StoreTeam,
     StoreUser,
@@ -197,11 +198,11 @@ class Store:
                     users.c.id,
                     users.c.email,
                     users.c.name,
-                    users.c.title,
                     users.c.user_type,
                     users.c.active,
                     users.c.entra_id,
                     users.c.inactive_reason,
+                    *(users.c[attribute.field] for attribute in USER_ATTRIBUTES),
                 ).order_by(users.c.id)
             ).all()
             team_rows = connection.execute(
@@ -216,11 +217,11 @@ class Store:
                     row.id,
                     row.email,
                     row.name,
-                    row.title,
                     row.user_type,
                     bool(row.active),
                     row.entra_id,
                     row.inactive_reason,
+                    {attribute.field: row._mapping[attribute.field] for attribute in USER_ATTRIBUTES},
                 )
                 for row in user_rows
             ),

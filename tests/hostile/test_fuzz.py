@@ -242,8 +242,8 @@ def worlds(draw: Any, *, failures: bool | None = None) -> tuple[Snapshot, StoreS
             draw(st.sampled_from([f"{user_id[:2]}@x.com", "dup@x.com", None]) | odd_text),
             None,
             draw(st.none() | odd_text),
-            draw(st.none() | odd_text),
             draw(st.sampled_from([True, True, False, None])),
+            {"jobTitle": draw(st.none() | odd_text)},
         )
         for user_id in draw(st.lists(st.sampled_from(POOL), unique=True))
     ]

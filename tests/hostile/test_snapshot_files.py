@@ -113,7 +113,7 @@ def test_invalid_utf8_is_refused_with_its_position(tmp_path):
 
 def test_a_byte_order_mark_is_allowed(tmp_path):
     snapshot = read_text(tmp_path, b"\xef\xbb\xbf" + (MINIMAL % '"users": [{"id": "u1"}]').encode())
-    assert snapshot.users == (SourceUser("u1"),)
+    assert snapshot.users == (SourceUser("u1", attributes={"jobTitle": None}),)
 
 
 def test_a_folder_is_not_a_file(tmp_path):
@@ -134,7 +134,7 @@ def test_odd_strings_are_kept_for_the_planner_and_written_back_the_same(tmp_path
         app_roles=(AppRole("r" + odd, "Role" + odd, odd),),
         assignments=(Assignment("u" + odd, "User", "r" + odd), Assignment("g" + odd, "Group")),
         groups=(SourceGroup("g" + odd, "Sales" + odd, ("u" + odd,)),),
-        users=(SourceUser("u" + odd, odd + "@x", odd, odd, odd, None),),
+        users=(SourceUser("u" + odd, odd + "@x", odd, odd, None, {"jobTitle": odd}),),
         deleted_user_ids=frozenset({"d" + odd}),
     )
     path = tmp_path / "snapshot.json"

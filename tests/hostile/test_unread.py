@@ -33,7 +33,7 @@ def test_directly_assigned_user_missing_from_a_complete_snapshot_is_an_error_not
     assert touches(plan, 3) == []
     assert [(e.code, e.entra_id, e.target) for e in plan.errors] == [("USER_NOT_READ", alice.id, "alice@contoso.com")]
     assert "assigned to the application" in plan.errors[0].message
-    assert plan.changes == (CreateUser(bob.id, "bob@contoso.com", "Bob", None, "member"),)
+    assert plan.changes == (CreateUser(bob.id, "bob@contoso.com", "Bob", "member", {"title": None}),)
 
 
 def test_group_member_id_that_names_no_user_keeps_its_row_and_its_team_membership():
