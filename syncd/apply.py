@@ -29,6 +29,7 @@ from sqlalchemy import Connection, and_, bindparam, exc, select
 
 from .cancel import check
 from .changes import (
+    USER_FIELDS,
     AddMember,
     AdoptUser,
     Change,
@@ -44,9 +45,13 @@ from .changes import (
     ReplaceTeam,
     UpdateUser,
 )
+from .model import USER_ATTRIBUTES
 from .store import Store
 from .store.bulk import insert_many
 from .store.schema import audit, team_members, teams, users, utc_now
+
+UNAUDITED = frozenset(attribute.field for attribute in USER_ATTRIBUTES if not attribute.audited)
+"""Attributes the audit leaves out of its before and after (the registry says which)."""
 
 FAILED_CODE = "APPLY_FAILED"
 PARKED_DOMAIN = "parked.syncd.invalid"
@@ -258,8 +263,8 @@ class _Applier:
         insert_many(
             self.connection,
             users,
-            ("email", "name", "title", "user_type", "entra_id"),
-            ((c.email, c.name, c.title, c.user_type, c.entra_id) for c in changes),
+            (*USER_FIELDS, "entra_id"),
+            ((*(getattr(c, name) for name in USER_FIELDS), c.entra_id) for c in changes),
             {"active": True, "created_at": self.now, "updated_at": self.now},
         )
         self.user_ids = None
@@ -474,11 +479,11 @@ def _new_email(change: UpdateUser) -> str | None:
 def _audit_values(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The object before and after the change, as far as the change touches it."""
     if isinstance(change, CreateUser):
-        return None, {"email": change.email, "name": change.name, "title": change.title, "user_type": change.user_type}
+        return None, {name: getattr(change, name) for name in USER_FIELDS if name not in UNAUDITED}
     if isinstance(change, AddMember):
         return None, {"member": change.email, "user_entra_id": change.user_entra_id}
-    before = {name: old for name, old, _ in change.fields}
-    after = {name: new for name, _, new in change.fields}
+    before = {name: old for name, old, _ in change.fields if name not in UNAUDITED}
+    after = {name: new for name, _, new in change.fields if name not in UNAUDITED}
     if isinstance(change, CreateTeam):
         return None, after
     if isinstance(change, RemoveMember):

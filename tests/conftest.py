@@ -96,7 +96,7 @@ def seed_state(store: Store, state: StoreState) -> None:
                         "id": u.id,
                         "email": u.email,
                         "name": u.name,
-                        "title": u.title,
+                        **u.attributes,
                         "user_type": u.user_type,
                         "active": u.active,
                         "entra_id": u.entra_id,

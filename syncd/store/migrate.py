@@ -6,6 +6,7 @@ this module and hands it the connection to migrate.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ..errors import StoreError
 from .schema import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_LOCATIONS: list[Path] = [MIGRATIONS / "versions"]
+"""Where the revisions live: the packaged ones (a test adds a folder of its own beside them)."""
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -26,6 +29,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(path) for path in VERSION_LOCATIONS))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 # the column lengths are the limits of what syncd.model calls storable, defined there once
-from ..model import EMAIL_LENGTH, ENTRA_ID_LENGTH, NAME_LENGTH, TITLE_LENGTH, USER_TYPE_LENGTH
+from ..model import EMAIL_LENGTH, ENTRA_ID_LENGTH, NAME_LENGTH, USER_ATTRIBUTES, USER_TYPE_LENGTH
 
 # the run statuses and which count as success are defined once, in syncd.runs
 from ..runs import RUN_STATUSES
@@ -80,7 +80,8 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("email", String(EMAIL_LENGTH), nullable=False, unique=True),
     Column("name", String(NAME_LENGTH), nullable=False),
-    Column("title", String(TITLE_LENGTH), nullable=True),
+    # one column per attribute of the registry, created by the migration that added it
+    *(Column(attribute.field, String(attribute.length), nullable=True) for attribute in USER_ATTRIBUTES),
     Column("user_type", String(USER_TYPE_LENGTH), nullable=False),
     Column("active", Boolean(create_constraint=False), nullable=False),
     Column("entra_id", String(ENTRA_ID_LENGTH), nullable=True, unique=True),
