@@ -56,16 +56,21 @@ def test_two_daemons_on_one_postgresql_store_never_run_a_cycle_at_once(
     postgres_url: str,
     tmp_path: Path,
 ) -> None:
-    setup.sim.delay(0.1, path_regex=".*")  # cycles longer than the interval, so the two daemons collide
+    held = setup.sim.hold("appRoleAssignedTo")  # the first daemon's first cycle reads Graph under the lock
     daemons: list[Syncd] = []
     for name in ("a", "b"):
         setup.config = tmp_path / f"{name}.toml"
         setup.write_config(store_url=postgres_url, interval_minutes=0.003)
         daemons.append(setup.start("run"))
+        if name == "a":
+            wait_for(held.arrived.is_set, what="the first daemon to hold the lock and read the assignments")
+    active, standby = daemons
+    wait_for(lambda: standby.count("cycle failed [LOCKED]") >= 1, timeout=60, what="a LOCKED skip of the second")
+    assert active.count("cycle success") == 0
+    held.release.set()
+    setup.sim.clear_faults()
     wait_for(lambda: sum(d.count("cycle success") for d in daemons) >= 6, timeout=60, what="six cycles")
-    wait_for(lambda: sum(d.count("cycle failed [LOCKED]") for d in daemons) >= 1, timeout=60, what="a LOCKED skip")
-    # whichever daemon has been winning the lock stops: the other one takes over
-    active, standby = sorted(daemons, key=lambda d: d.count("cycle success"), reverse=True)
+    # the daemon that held the lock first stops: the other one takes over
     standby_before = standby.count("cycle success")
     active.signal(signal.SIGTERM)
     assert active.wait() == 0
