@@ -19,7 +19,7 @@ from syncd.graph.fetch import fetch_snapshot
 from syncd.plan import diff
 from syncd.reconcile import RunOptions, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
             },
             base=folder,
         )
-        store = Store(config.store.url)
+        store = SqlStore(config.store.url)
         store.ensure_schema()
         try:
             for label in ("first sync", "unchanged sync"):

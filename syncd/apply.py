@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exc, select
-
 from .cancel import check
 from .changes import (
     USER_FIELDS,
@@ -41,21 +39,18 @@ from .changes import (
     Problem,
     ReactivateUser,
     RemoveMember,
-    RenameTeam,
     ReplaceTeam,
     UpdateUser,
 )
 from .model import USER_ATTRIBUTES
-from .store import Store
-from .store.bulk import insert_many
-from .store.schema import audit, team_members, teams, users, utc_now
+from .store.protocol import PARKED_DOMAIN, AuditRow, Rejected, Store, Writer
+
+__all__ = ["FAILED_CODE", "PARKED_DOMAIN", "ApplyResult", "Failure", "RunOutcome", "apply_plan"]
 
 UNAUDITED = frozenset(attribute.field for attribute in USER_ATTRIBUTES if not attribute.audited)
 """Attributes the audit leaves out of its before and after (the registry says which)."""
 
 FAILED_CODE = "APPLY_FAILED"
-PARKED_DOMAIN = "parked.syncd.invalid"
-"""Emails that change are first moved to ``user-<id>@parked.syncd.invalid`` (a reserved domain)."""
 
 OBJECT_KINDS = {
     "create_user": "user",
@@ -70,9 +65,6 @@ OBJECT_KINDS = {
     "remove_member": "membership",
     "add_member": "membership",
 }
-
-AUDIT_COLUMNS = ("op", "object_kind", "target", "entra_id", "before", "after", "status", "error_code", "message")
-"""The audit columns each change fills; ``run_id`` and ``at`` are the same for the whole plan."""
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
@@ -102,20 +94,17 @@ class ApplyResult:
         return not self.failed
 
 
-class Rejected(Exception):
-    """The store cannot carry out a change: the row it acts on is no longer there as planned."""
-
-
-REJECTIONS = (exc.IntegrityError, exc.DataError, Rejected)
-
-
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """How a run ended, as its record in ``sync_runs`` keeps it."""
+    """How a run ended, as its record in the run journal keeps it."""
 
     status: str
     errors: int
     message: str
+
+
+class _Discard(Exception):
+    """Rolls back a savepoint whose block succeeded but whose result is not wanted."""
 
 
 def apply_plan(
@@ -135,37 +124,31 @@ def apply_plan(
     Raises StoreError (nothing written) when the database fails for any reason other than
     rejecting individual changes: a lost connection, a full disk, a database that cannot grow.
     """
-    with store.transaction() as connection:
-        applier = _Applier(connection, run_id, cancel)
+    with store.write() as writer:
+        applier = _Applier(writer, run_id, cancel)
         applier.run(plan)
         result = applier.result()
         if finish is not None:
             check(cancel)  # the last point at which a stop leaves nothing behind
             outcome = finish(result)
-            store.finish_run(
+            writer.finish_run(
                 run_id,
                 outcome.status,
                 changes=result.applied,
                 errors=outcome.errors,
                 summary=plan.summary(),
                 message=outcome.message,
-                connection=connection,
             )
     return result
 
 
-def _reason(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    lines = str(original).strip().splitlines()
-    return lines[0] if lines else type(original).__name__
-
-
 class _Applier:
-    def __init__(self, connection: Connection, run_id: int, cancel: threading.Event | None = None) -> None:
-        self.connection = connection
+    """The order of a plan's groups, the savepoints, and what a rejected change takes down with it."""
+
+    def __init__(self, writer: Writer, run_id: int, cancel: threading.Event | None = None) -> None:
+        self.writer = writer
         self.run_id = run_id
         self.cancel = cancel
-        self.now = utc_now()
         self.changes: Sequence[Change] = ()
         self.failures: dict[int, Failure] = {}
         self.failed_users: set[str] = set()  # Entra ids of users whose provisioning failed
@@ -174,18 +157,32 @@ class _Applier:
         self.user_ids: dict[str, int] | None = None
         self.team_ids: dict[str, int] | None = None
         self.handlers: dict[str, Callable[[list[Item]], None]] = {
-            "create_user": lambda items: self.attempt(items, self.create_users),
-            "adopt_user": lambda items: self.attempt(items, self.adopt_users),
-            "reactivate_user": lambda items: self.attempt(items, self.reactivate_users),
+            "create_user": lambda items: self.attempt(items, self.users_changed(writer.create_users)),
+            "adopt_user": lambda items: self.attempt(items, self.users_changed(writer.adopt_users)),
+            "reactivate_user": lambda items: self.attempt(items, writer.reactivate_users),
             "update_user": self.apply_updates,
-            "deactivate_user": lambda items: self.attempt(items, self.deactivate_users),
-            "delete_team": lambda items: self.attempt(items, self.delete_teams),
-            "rename_team": lambda items: self.attempt(items, self.rename_teams),
-            "replace_team": lambda items: self.attempt(items, self.replace_teams),
-            "create_team": lambda items: self.attempt(items, self.create_teams),
-            "remove_member": lambda items: self.attempt(items, self.remove_members),
+            "deactivate_user": lambda items: self.attempt(items, writer.deactivate_users),
+            "delete_team": lambda items: self.attempt(items, self.teams_changed(writer.delete_teams)),
+            "rename_team": lambda items: self.attempt(items, writer.rename_teams),
+            "replace_team": lambda items: self.attempt(items, self.teams_changed(writer.replace_teams)),
+            "create_team": lambda items: self.attempt(items, self.teams_changed(writer.create_teams)),
+            "remove_member": lambda items: self.attempt(items, writer.remove_members),
             "add_member": self.apply_additions,
         }
+
+    def users_changed(self, execute: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+        def run(changes: list[Any]) -> None:
+            self.user_ids = None
+            execute(changes)
+
+        return run
+
+    def teams_changed(self, execute: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+        def run(changes: list[Any]) -> None:
+            self.team_ids = None
+            execute(changes)
+
+        return run
 
     def run(self, plan: Plan) -> None:
         self.changes = plan.changes
@@ -196,7 +193,8 @@ class _Applier:
         rows = [self.change_row(index, change) for index, change in enumerate(plan.changes)]
         rows += [_problem_row(problem, "error") for problem in plan.errors]
         rows += [_problem_row(problem, "warning") for problem in plan.warnings]
-        insert_many(self.connection, audit, AUDIT_COLUMNS, rows, {"run_id": self.run_id, "at": self.now})
+        if rows:
+            self.writer.write_audit(self.run_id, rows)
 
     def result(self) -> ApplyResult:
         applied = [change for index, change in enumerate(self.changes) if index not in self.failures]
@@ -232,9 +230,9 @@ class _Applier:
     def bulk(self, execute: Callable[[list[Any]], None], changes: list[Any]) -> bool:
         """Run ``execute`` on every change in a savepoint; False (and nothing done) if the store rejected one."""
         try:
-            with self.connection.begin_nested():
+            with self.writer.savepoint():
                 execute(changes)
-        except REJECTIONS:
+        except Rejected:
             return False
         return True
 
@@ -246,57 +244,12 @@ class _Applier:
         for index, change in items:
             check(self.cancel)
             try:
-                with self.connection.begin_nested():
+                with self.writer.savepoint():
                     execute([change])
-            except REJECTIONS as error:
-                self.fail(index, change, _reason(error))
-
-    def expect(self, rowcount: int, changes: Sequence[Any], what: str) -> None:
-        if rowcount < 0 or (not self.connection.dialect.supports_sane_multi_rowcount and len(changes) > 1):
-            return
-        if rowcount != len(changes):
-            raise Rejected(f"{what} is no longer in the store" if len(changes) == 1 else what)
+            except Rejected as error:
+                self.fail(index, change, str(error))
 
     # ----------------------------------------------------------------- users
-
-    def create_users(self, changes: list[CreateUser]) -> None:
-        insert_many(
-            self.connection,
-            users,
-            (*USER_FIELDS, "entra_id"),
-            ((*(getattr(c, name) for name in USER_FIELDS), c.entra_id) for c in changes),
-            {"active": True, "created_at": self.now, "updated_at": self.now},
-        )
-        self.user_ids = None
-
-    def adopt_users(self, changes: list[AdoptUser]) -> None:
-        statement = (
-            users.update()
-            .where(and_(users.c.id == bindparam("b_id"), users.c.entra_id.is_not_distinct_from(bindparam("b_old"))))
-            .values(entra_id=bindparam("b_entra_id"), updated_at=self.now)
-        )
-        rows = [{"b_id": c.user_id, "b_entra_id": c.entra_id, "b_old": c.previous_entra_id} for c in changes]
-        result = self.connection.execute(statement, rows)
-        self.expect(result.rowcount, changes, f"unmanaged user {changes[0].email}")
-        self.user_ids = None
-
-    def reactivate_users(self, changes: list[ReactivateUser]) -> None:
-        statement = (
-            users.update()
-            .where(users.c.id == bindparam("b_id"))
-            .values(active=True, inactive_reason=None, deactivated_at=None, updated_at=self.now)
-        )
-        result = self.connection.execute(statement, [{"b_id": c.user_id} for c in changes])
-        self.expect(result.rowcount, changes, f"user {changes[0].email}")
-
-    def deactivate_users(self, changes: list[DeactivateUser]) -> None:
-        statement = (
-            users.update()
-            .where(users.c.id == bindparam("b_id"))
-            .values(active=False, inactive_reason=bindparam("b_reason"), deactivated_at=self.now, updated_at=self.now)
-        )
-        result = self.connection.execute(statement, [{"b_id": c.user_id, "b_reason": c.reason} for c in changes])
-        self.expect(result.rowcount, changes, f"user {changes[0].email}")
 
     def apply_updates(self, items: list[Item]) -> None:
         """Updates in bulk; when the store rejects some, find them with every changing email parked.
@@ -311,22 +264,21 @@ class _Applier:
             if self.bulk(self.update_users, [change for _, change in pending]):
                 return
             rejected: list[tuple[int, UpdateUser, str]] = []
-            trial = self.connection.begin_nested()
             try:
-                for index, change in pending:
-                    if _new_email(change) is not None:
-                        self.isolated(index, change, self.park_emails, rejected)
-                parked_failures = {index for index, _, _ in rejected}
-                for index, change in pending:
-                    if index not in parked_failures:
-                        self.isolated(index, change, self.set_user_fields, rejected)
-            except BaseException:
-                trial.rollback()
-                raise
+                with self.writer.savepoint():
+                    for index, change in pending:
+                        if _new_email(change) is not None:
+                            self.isolated(index, change, self.writer.park_emails, rejected)
+                    parked_failures = {index for index, _, _ in rejected}
+                    for index, change in pending:
+                        if index not in parked_failures:
+                            self.isolated(index, change, self.writer.set_user_fields, rejected)
+                    if rejected:
+                        raise _Discard
+            except _Discard:
+                pass
             if not rejected:
-                trial.commit()
                 return
-            trial.rollback()
             for index, change, message in rejected:
                 self.fail(index, change, message)
             failed = {index for index, _, _ in rejected}
@@ -337,87 +289,23 @@ class _Applier:
     ) -> None:
         check(self.cancel)
         try:
-            with self.connection.begin_nested():
+            with self.writer.savepoint():
                 execute([change])
-        except REJECTIONS as error:
-            rejected.append((index, change, _reason(error)))
+        except Rejected as error:
+            rejected.append((index, change, str(error)))
 
     def update_users(self, changes: list[UpdateUser]) -> None:
-        self.park_emails([change for change in changes if _new_email(change) is not None])
-        self.set_user_fields(changes)
-
-    def park_emails(self, changes: list[UpdateUser]) -> None:
-        if not changes:
-            return
-        statement = users.update().where(users.c.id == bindparam("b_id")).values(email=bindparam("b_email"))
-        result = self.connection.execute(
-            statement, [{"b_id": c.user_id, "b_email": f"user-{c.user_id}@{PARKED_DOMAIN}"} for c in changes]
-        )
-        self.expect(result.rowcount, changes, f"user {changes[0].email}")
-
-    def set_user_fields(self, changes: list[UpdateUser]) -> None:
-        def field_names(change: UpdateUser) -> tuple[str, ...]:
-            return tuple(sorted(name for name, _, _ in change.changes))
-
-        for names, group in groupby(sorted(changes, key=field_names), key=field_names):
-            batch = list(group)
-            values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names}
-            statement = users.update().where(users.c.id == bindparam("b_id")).values(updated_at=self.now, **values)
-            params = [{"b_id": c.user_id, **{f"b_{name}": new for name, _, new in c.changes}} for c in batch]
-            result = self.connection.execute(statement, params)
-            self.expect(result.rowcount, batch, f"user {batch[0].email}")
-
-    # ----------------------------------------------------------------- teams
-
-    def delete_teams(self, changes: list[DeleteTeam]) -> None:
-        ids = [{"b_id": c.team_id} for c in changes]
-        self.connection.execute(team_members.delete().where(team_members.c.team_id == bindparam("b_id")), ids)
-        self.connection.execute(teams.delete().where(teams.c.id == bindparam("b_id")), ids)
-        self.team_ids = None
-
-    def rename_teams(self, changes: list[RenameTeam]) -> None:
-        statement = (
-            teams.update().where(teams.c.id == bindparam("b_id")).values(name=bindparam("b_name"), updated_at=self.now)
-        )
-        result = self.connection.execute(statement, [{"b_id": c.team_id, "b_name": c.name} for c in changes])
-        self.expect(result.rowcount, changes, f"team {changes[0].old_name}")
-
-    def replace_teams(self, changes: list[ReplaceTeam]) -> None:
-        statement = (
-            teams.update()
-            .where(and_(teams.c.id == bindparam("b_id"), teams.c.entra_id.is_(None)))
-            .values(entra_id=bindparam("b_entra_id"), updated_at=self.now)
-        )
-        result = self.connection.execute(statement, [{"b_id": c.team_id, "b_entra_id": c.entra_id} for c in changes])
-        self.expect(result.rowcount, changes, f"unmanaged team {changes[0].name}")
-        self.team_ids = None
-
-    def create_teams(self, changes: list[CreateTeam]) -> None:
-        insert_many(
-            self.connection,
-            teams,
-            ("name", "entra_id"),
-            ((c.name, c.entra_id) for c in changes),
-            {"created_at": self.now, "updated_at": self.now},
-        )
-        self.team_ids = None
+        self.writer.park_emails([change for change in changes if _new_email(change) is not None])
+        self.writer.set_user_fields(changes)
 
     # ----------------------------------------------------------------- memberships
 
-    def remove_members(self, changes: list[RemoveMember]) -> None:
-        statement = team_members.delete().where(
-            and_(team_members.c.team_id == bindparam("b_team_id"), team_members.c.user_id == bindparam("b_user_id"))
-        )
-        self.connection.execute(statement, [{"b_team_id": c.team_id, "b_user_id": c.user_id} for c in changes])
-
     def apply_additions(self, items: list[Item]) -> None:
-        """Resolve users and teams by Entra id (one query each), then add the members in bulk."""
+        """Resolve users and teams by Entra id (once each), then add the members in bulk."""
         if self.user_ids is None:
-            rows = self.connection.execute(select(users.c.entra_id, users.c.id).where(users.c.entra_id.is_not(None)))
-            self.user_ids = {entra_id: user_id for entra_id, user_id in rows}
+            self.user_ids = self.writer.user_ids()
         if self.team_ids is None:
-            rows = self.connection.execute(select(teams.c.entra_id, teams.c.id).where(teams.c.entra_id.is_not(None)))
-            self.team_ids = {entra_id: team_id for entra_id, team_id in rows}
+            self.team_ids = self.writer.team_ids()
         resolved: list[Item] = []
         for index, change in items:
             problem = self.missing_for(change)
@@ -442,34 +330,31 @@ class _Applier:
     def add_members(self, changes: list[AddMember]) -> None:
         assert self.user_ids is not None and self.team_ids is not None
         team_ids, user_ids = self.team_ids, self.user_ids
-        insert_many(
-            self.connection,
-            team_members,
-            ("team_id", "user_id"),
-            ((team_ids[c.team_entra_id], user_ids[c.user_entra_id]) for c in changes),
-            {"source": "sync", "added_at": self.now, "added_by_run": self.run_id},
-        )
+        self.writer.add_members([(team_ids[c.team_entra_id], user_ids[c.user_entra_id]) for c in changes], self.run_id)
 
     # ----------------------------------------------------------------- audit
 
-    def change_row(self, index: int, change: Change) -> tuple[Any, ...]:
+    def change_row(self, index: int, change: Change) -> AuditRow:
         before, after = _audit_values(change)
         failure = self.failures.get(index)
-        outcome = ("failed", failure.code, failure.message) if failure else ("applied", None, None)
-        return (
+        return AuditRow(
             change.op,
             OBJECT_KINDS[change.op],
             change.target,
             change.entra_id,
             _dump(before),
             _dump(after),
-            *outcome,
+            "failed" if failure else "applied",
+            failure.code if failure else None,
+            failure.message if failure else None,
         )
 
 
-def _problem_row(problem: Problem, status: str) -> tuple[Any, ...]:
+def _problem_row(problem: Problem, status: str) -> AuditRow:
     kind = "user" if problem.kind == "user" else "team"
-    return ("problem", kind, problem.target, problem.entra_id, None, None, status, problem.code, problem.message)
+    return AuditRow(
+        "problem", kind, problem.target, problem.entra_id, None, None, status, problem.code, problem.message
+    )
 
 
 def _new_email(change: UpdateUser) -> str | None:

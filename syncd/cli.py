@@ -43,9 +43,9 @@ class Context:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from .store import Store
+            from .store import SqlStore
 
-            store = Store(self.config.store.url)
+            store = SqlStore(self.config.store.url)
             store.ensure_schema()
             self._store = store
         return self._store
@@ -402,7 +402,7 @@ def users(ctx: click.Context, as_json: bool) -> None:
     """List all users (active and inactive), sorted by email."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = ctx.ensure_object(Context).store.list_users()
+    rows = ctx.ensure_object(Context).store.reports.users()
     if as_json:
         emit_json(rows)
         return
@@ -438,7 +438,7 @@ def users_create(context: Context, email: str, name: str, user_type: str) -> Non
         fail(InputError(f"{shown(email)} is not an email address: it {why}"))
     if not normalise_name(name):
         fail(InputError(f"--name {shown(name)}: a user needs a name (letters or digits)"))
-    row = context.store.create_local_user(address, normalise_name(name), user_type)
+    row = context.store.local.create_user(address, normalise_name(name), user_type)
     click.echo(f"Created local user {show(row['email'])}.")
 
 
@@ -449,7 +449,7 @@ def teams(ctx: click.Context, as_json: bool) -> None:
     """List all teams with their members, sorted by name."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = ctx.ensure_object(Context).store.list_teams()
+    rows = ctx.ensure_object(Context).store.reports.teams()
     if as_json:
         emit_json(rows)
         return
@@ -480,7 +480,7 @@ def teams_create(context: Context, name: str, members: tuple[str, ...]) -> None:
         why = email_problem(email)
         if why is not None:
             fail(InputError(f"--member {shown(email)} is not an email address: it {why}"))
-    row = context.store.create_local_team(name, emails)
+    row = context.store.local.create_team(name, emails)
     click.echo(f"Created local team {show(row['name'])} with {len(row['members'])} members.")
 
 
@@ -493,8 +493,8 @@ def teams_create(context: Context, name: str, members: tuple[str, ...]) -> None:
 def status(context: Context, as_json: bool) -> None:
     """Provisioning status: paused or not, seats, teams and the last run."""
     store = context.store
-    counts = store.counts()
-    data = {"paused": store.is_paused(), **counts, "last_run": store.last_run()}
+    counts = store.reports.counts()
+    data = {"paused": store.is_paused(), **counts, "last_run": store.reports.last_run()}
     if as_json:
         emit_json(data)
         return
@@ -517,7 +517,7 @@ def status(context: Context, as_json: bool) -> None:
 @pass_context
 def history(context: Context, limit: int, as_json: bool) -> None:
     """Past runs, newest first."""
-    rows = context.store.runs(limit)
+    rows = context.store.reports.runs(limit)
     if as_json:
         emit_json(rows)
         return
@@ -537,9 +537,9 @@ def history(context: Context, limit: int, as_json: bool) -> None:
 @pass_context
 def log_command(context: Context, run_id: int | None, limit: int | None, as_json: bool) -> None:
     """The audited changes of one run."""
-    if run_id is not None and context.store.run(run_id) is None:
+    if run_id is not None and context.store.reports.run(run_id) is None:
         fail(SyncdError(f"no run {run_id}; `syncd history` lists the runs", code="NOT_FOUND"))
-    rows = context.store.audit(run_id, limit=limit)
+    rows = context.store.reports.audit(run_id, limit=limit)
     if as_json:
         emit_json(rows)
         return
@@ -594,9 +594,9 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context) -> None:
     """Create or upgrade the database schema to this version of syncd."""
-    from .store import Store
+    from .store import SqlStore
 
-    store = Store(context.config.store.url)
+    store = SqlStore(context.config.store.url)
     try:
         store.upgrade()
         click.echo(f"Database at revision {store.schema_revision()}.")

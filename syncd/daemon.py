@@ -103,7 +103,7 @@ class StoreProbe(Protocol):
         """Raise SyncdError unless the database is reachable and its schema usable."""
 
     def counts(self, config: Config) -> Mapping[str, int]:
-        """``Store.counts()``: active_users, inactive_users, teams."""
+        """``Reports.counts()``: active_users, inactive_users, teams."""
         ...
 
     def last_success(self, config: Config) -> float | None:
@@ -112,13 +112,13 @@ class StoreProbe(Protocol):
 
 
 class DatabaseProbe:
-    """:class:`StoreProbe` over :class:`syncd.store.Store`, opening a connection per question."""
+    """:class:`StoreProbe` over :class:`syncd.store.SqlStore`, opening a connection per question."""
 
     @contextmanager
     def _store(self, config: Config) -> Iterator[Any]:
-        from .store import Store
+        from .store import SqlStore
 
-        store = Store(config.store.url)
+        store = SqlStore(config.store.url)
         try:
             yield store
         finally:
@@ -130,11 +130,11 @@ class DatabaseProbe:
 
     def counts(self, config: Config) -> Mapping[str, int]:
         with self._store(config) as store:
-            return dict(store.counts())
+            return dict(store.reports.counts())
 
     def last_success(self, config: Config) -> float | None:
         with self._store(config) as store:
-            finished = store.last_success_at()
+            finished = store.reports.last_success_at()
         return None if finished is None else finished.timestamp()
 
 

@@ -23,8 +23,8 @@ Echo = Callable[[str], None]
 
 
 def _show_directory(store: Any, echo: Echo) -> None:
-    users = store.list_users()
-    teams = store.list_teams()
+    users = store.reports.users()
+    teams = store.reports.teams()
     echo(f"\nUsers ({sum(1 for u in users if u['active'])} active seats, {len(users)} in all):")
     for row in users:
         state = "active" if row["active"] else f"inactive ({row['inactive_reason']})"
@@ -66,7 +66,7 @@ def _command() -> str:
 def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
     from .simulator import Simulator, generate_tenant
     from .simulator.demo_changes import apply_demo_changes
-    from .store import Store
+    from .store import SqlStore
 
     # the plan output already shows every warning; keep the log quiet
     logging.getLogger("syncd").setLevel(logging.ERROR)
@@ -86,7 +86,7 @@ def run_demo(directory: str | None, user_count: int, echo: Echo = print) -> int:
         import tomllib
 
         config = build(tomllib.loads(config_text), path=str(folder / "config.toml"))
-        store = Store(config.store.url)
+        store = SqlStore(config.store.url)
         try:
             echo(f"Graph simulator at {simulator.base_url}; store {config.store.url}")
             _plan_then_sync(config, store, simulator, echo, "the first sync would do this")

@@ -189,7 +189,7 @@ class Metrics:
         self.last_success.set(finished_at)
 
     def record_counts(self, counts: Mapping[str, int]) -> None:
-        """What the store holds (``Store.counts()``)."""
+        """What the store holds (``Reports.counts()``)."""
         self.users.labels("active").set(counts.get("active_users", 0))
         self.users.labels("inactive").set(counts.get("inactive_users", 0))
         self.teams.set(counts.get("teams", 0))

@@ -235,7 +235,6 @@ USER_TYPE_LENGTH = 32
 """The longest user type (a custom role id has at most this many digits)."""
 
 
-
 # --------------------------------------------------------------------------- the attribute registry
 
 

@@ -88,13 +88,13 @@ def run_once(config: Config, options: RunOptions, store: Store | None = None) ->
     """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written,
     and :class:`~syncd.cancel.Cancelled` when ``options.cancel`` stopped it (nothing written either)."""
     from .graph.client import GraphStats
-    from .store import Store
+    from .store import SqlStore
 
     check(options.cancel)
     started = time.monotonic()
     own_store = store is None
     if store is None:
-        store = Store(config.store.url)
+        store = SqlStore(config.store.url)
     stats = GraphStats()
     try:
         if options.dry_run:

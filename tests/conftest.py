@@ -1,4 +1,5 @@
-"""Shared database fixtures: every store test runs on SQLite and on PostgreSQL.
+"""Shared database fixtures: every store test runs on SQLite and on PostgreSQL, the contract tests
+on the in-memory store too.
 
 PostgreSQL is the server at 127.0.0.1:5432 (trust auth, database ``test``, user ``postgres``).
 Each test gets a fresh schema of its own, named uniquely and reached through ``search_path`` in
@@ -11,12 +12,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
 
 from syncd.model import StoreState
-from syncd.store import Store
+from syncd.store import MemoryStore, SqlStore, Store
 from syncd.store.schema import team_members, teams, users, utc_now
 
 POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
@@ -73,10 +75,9 @@ def store_url(request) -> str:
     return str(request.getfixturevalue(fixture))
 
 
-@pytest.fixture
-def store(store_url) -> Iterator[Store]:
-    """A store at the newest schema, empty."""
-    opened = Store.open(store_url)
+@contextmanager
+def _empty_sql_store(url: str) -> Iterator[SqlStore]:
+    opened = SqlStore.open(url)
     opened.ensure_schema()
     try:
         yield opened
@@ -84,8 +85,47 @@ def store(store_url) -> Iterator[Store]:
         opened.close()
 
 
+@pytest.fixture
+def sql_store(store_url) -> Iterator[SqlStore]:
+    """A SQL store at the newest schema, empty, on SQLite and on PostgreSQL."""
+    with _empty_sql_store(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def store(request) -> Iterator[Store]:
+    """An empty store on each backend: SQLite, PostgreSQL and memory (the store contract)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with _empty_sql_store(str(request.getfixturevalue(f"{request.param}_url"))) as opened:
+        yield opened
+
+
+def table_rows(store: Store, table: str) -> list[dict]:
+    """Every row of one table (``users``, ``teams``, ``team_members``), for a test to look beneath
+    the contract: a SQL store's table, a memory store's rows."""
+    if isinstance(store, MemoryStore):
+        tables = store._tables
+        if table == "team_members":
+            return [{"team_id": t, "user_id": u, **row} for (t, u), row in tables.members.items()]
+        return list(getattr(tables, table).values())
+    assert isinstance(store, SqlStore)
+    with store.engine.connect() as connection:
+        return [
+            dict(row._mapping)
+            for row in connection.execute(
+                {"users": users, "teams": teams, "team_members": team_members}[table].select()
+            )
+        ]
+
+
 def seed_state(store: Store, state: StoreState) -> None:
     """Write ``state`` into an empty store exactly, ids included (memberships get source "local")."""
+    if isinstance(store, MemoryStore):
+        store.seed(state)
+        return
+    assert isinstance(store, SqlStore)
     now = utc_now()
     with store.transaction() as connection:
         if state.users:

@@ -1,11 +1,13 @@
-"""Applying a plan, on SQLite and PostgreSQL: every op, one transaction, isolated failures, audit."""
+"""Applying a plan, on SQLite, PostgreSQL and in memory: every op, one transaction, isolated failures,
+audit.  The tests that reach beneath the store (statement hooks, a full disk) run on the SQL stores."""
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event
 
 from syncd.apply import PARKED_DOMAIN, RunOutcome, apply_plan
 from syncd.cancel import Cancelled
@@ -26,9 +28,9 @@ from syncd.changes import (
 )
 from syncd.errors import StoreError
 from syncd.model import StoreState
-from syncd.store import Store
-from syncd.store.schema import team_members, users
+from syncd.store import SqlStore
 from tests.builders import stored_team, stored_user
+from tests.conftest import table_rows
 
 ANN = "00000000-0000-0000-0001-000000000001"
 BOB = "00000000-0000-0000-0001-000000000002"
@@ -50,16 +52,16 @@ def run(store, *changes, errors=(), warnings=()):
 
 
 def users_by_email(store) -> dict:
-    return {row["email"]: row for row in store.list_users()}
+    return {row["email"]: row for row in store.reports.users()}
 
 
 def teams_by_name(store) -> dict:
-    return {row["name"]: row for row in store.list_teams()}
+    return {row["name"]: row for row in store.reports.teams()}
 
 
 def snapshot_of(store) -> tuple:
     """Everything a plan can change, to prove a rolled-back apply changed nothing."""
-    return store.load_state(), store.list_users(), store.list_teams()
+    return store.load_state(), store.reports.users(), store.reports.teams()
 
 
 # --------------------------------------------------------------------------- every op
@@ -90,10 +92,9 @@ def test_created_users_and_teams_with_members_land_with_audit(store):
         "managed": True,
         "members": ["ann@contoso.com", "bob@contoso.com"],
     }
-    with store.engine.connect() as connection:
-        memberships = connection.execute(select(team_members.c.source, team_members.c.added_by_run)).all()
-    assert {tuple(row) for row in memberships} == {("sync", run_id)}
-    audit = store.audit(run_id)
+    memberships = table_rows(store, "team_members")
+    assert {(row["source"], row["added_by_run"]) for row in memberships} == {("sync", run_id)}
+    audit = store.reports.audit(run_id)
     assert [row["op"] for row in audit] == ["create_user", "create_user", "create_team", "add_member", "add_member"]
     assert {row["status"] for row in audit} == {"applied"}
     assert audit[0]["before"] is None
@@ -127,10 +128,9 @@ def test_deactivation_keeps_the_user_and_records_why(store, seed):
     assert result.ok
     ann = users_by_email(store)["ann@contoso.com"]
     assert (ann["active"], ann["inactive_reason"]) == (False, "disabled")
-    assert store.counts() == {"active_users": 0, "inactive_users": 1, "teams": 0}
-    with store.engine.connect() as connection:
-        assert connection.execute(select(users.c.deactivated_at)).scalar() is not None
-    assert store.audit(run_id)[0]["after"] == {"active": False, "inactive_reason": "disabled"}
+    assert store.reports.counts() == {"active_users": 0, "inactive_users": 1, "teams": 0}
+    assert table_rows(store, "users")[0]["deactivated_at"] is not None
+    assert store.reports.audit(run_id)[0]["after"] == {"active": False, "inactive_reason": "disabled"}
 
 
 def test_reactivation_clears_the_reason(store, seed):
@@ -143,8 +143,7 @@ def test_reactivation_clears_the_reason(store, seed):
     _, result = run(store, ReactivateUser(1, ANN, "ann@contoso.com"))
     assert result.ok
     assert store.load_state().users == (stored_user(1, "ann@contoso.com", entra_id=ANN),)
-    with store.engine.connect() as connection:
-        assert connection.execute(select(users.c.deactivated_at)).scalar() is None
+    assert table_rows(store, "users")[0]["deactivated_at"] is None
 
 
 def test_teams_are_renamed_replaced_and_deleted(store, seed):
@@ -173,7 +172,7 @@ def test_teams_are_renamed_replaced_and_deleted(store, seed):
         stored_team(2, "Ops", [1], entra_id=OPS),
     )
     assert len(store.load_state().users) == 2
-    deleted = store.audit(run_id)[0]
+    deleted = store.reports.audit(run_id)[0]
     assert (deleted["op"], deleted["before"], deleted["after"]) == (
         "delete_team",
         {"name": "Gone", "members": ["ann@contoso.com", "bob@contoso.com"]},
@@ -187,7 +186,7 @@ def test_plan_errors_and_warnings_become_audit_rows(store):
     conflict = Problem("TEAM_NAME_CONFLICT", "group", SALES, "Sales", "two groups")
     run_id, result = run(store, create(BOB, "bob@contoso.com"), errors=[error, conflict], warnings=[warning])
     assert result.ok and result.applied == 1
-    rows = store.audit(run_id)
+    rows = store.reports.audit(run_id)
     assert [(row["status"], row["error_code"], row["object_kind"]) for row in rows] == [
         ("applied", None, "user"),
         ("error", "USER_NO_EMAIL", "user"),
@@ -201,13 +200,13 @@ def test_names_outside_ascii_survive_the_store_and_the_audit(store):
     run_id, result = run(store, create(ANN, "zoe@contoso.com", "Zoë O'Brien"), CreateTeam(SALES, "Ventes & Marché"))
     assert result.ok
     assert users_by_email(store)["zoe@contoso.com"]["name"] == "Zoë O'Brien"
-    assert [row["after"]["name"] for row in store.audit(run_id)] == ["Zoë O'Brien", "Ventes & Marché"]
+    assert [row["after"]["name"] for row in store.reports.audit(run_id)] == ["Zoë O'Brien", "Ventes & Marché"]
 
 
 def test_an_empty_plan_writes_nothing(store):
     run_id, result = run(store)
     assert result.ok and result.applied == 0
-    assert store.audit(run_id) == []
+    assert store.reports.audit(run_id) == []
 
 
 # --------------------------------------------------------------------------- emails
@@ -275,7 +274,7 @@ def test_an_email_taken_by_someone_outside_the_plan_fails_that_update_and_what_n
         3: ("taken@contoso.com", "Taken", None),
     }
     assert not any(PARKED_DOMAIN in email for email, _, _ in emails.values())
-    statuses = [(row["status"], row["error_code"]) for row in store.audit(run_id)]
+    statuses = [(row["status"], row["error_code"]) for row in store.reports.audit(run_id)]
     assert statuses == [("failed", "APPLY_FAILED"), ("failed", "APPLY_FAILED"), ("applied", None)]
 
 
@@ -302,7 +301,7 @@ def test_one_rejected_change_fails_alone_and_its_memberships_with_it(store, seed
     assert result.failed[1].message == "skipped: provisioning user taken@contoso.com failed"
     assert teams_by_name(store)["Sales"]["members"] == ["ann@contoso.com", "cy@contoso.com"]
     assert users_by_email(store)["taken@contoso.com"]["entra_id"] is None
-    failed_rows = [row for row in store.audit(run_id) if row["status"] == "failed"]
+    failed_rows = [row for row in store.reports.audit(run_id) if row["status"] == "failed"]
     assert [row["op"] for row in failed_rows] == ["create_user", "add_member"]
     assert all(row["error_code"] == "APPLY_FAILED" and row["message"] for row in failed_rows)
 
@@ -365,7 +364,8 @@ def _seed_small(store, seed) -> None:
 
 
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
-def test_an_interruption_mid_apply_leaves_the_store_as_it_was(store, seed, interruption):
+def test_an_interruption_mid_apply_leaves_the_store_as_it_was(sql_store, seed, interruption):
+    store = sql_store
     _seed_small(store, seed)
     before = snapshot_of(store)
     run_id = store.begin_run("cli")
@@ -381,10 +381,11 @@ def test_an_interruption_mid_apply_leaves_the_store_as_it_was(store, seed, inter
     finally:
         event.remove(store.engine, "before_cursor_execute", interrupt)
     assert snapshot_of(store) == before
-    assert store.audit(run_id) == []
+    assert store.reports.audit(run_id) == []
 
 
-def test_a_database_failure_mid_apply_rolls_everything_back(store, seed):
+def test_a_database_failure_mid_apply_rolls_everything_back(sql_store, seed):
+    store = sql_store
     _seed_small(store, seed)
     before = snapshot_of(store)
     run_id = store.begin_run("cli")
@@ -401,7 +402,7 @@ def test_a_database_failure_mid_apply_rolls_everything_back(store, seed):
         event.remove(store.engine, "before_cursor_execute", break_the_database)
     assert raised.value.code in ("STORE_SCHEMA", "STORE_FAILED")
     assert snapshot_of(store) == before
-    assert store.audit(run_id) == []
+    assert store.reports.audit(run_id) == []
 
 
 # --------------------------------------------------------------------------- the run's record commits with its data
@@ -411,7 +412,8 @@ def _outcome(status: str = "success"):
     return lambda applied: RunOutcome(status, len(applied.failed), f"{applied.applied} changes")
 
 
-def test_the_outcome_of_a_run_is_written_in_the_apply_transaction(store):
+def test_the_outcome_of_a_run_is_written_in_the_apply_transaction(sql_store):
+    store = sql_store
     run_id = store.begin_run("cli")
     seen: list[str] = []
 
@@ -427,16 +429,17 @@ def test_the_outcome_of_a_run_is_written_in_the_apply_transaction(store):
     finally:
         event.remove(store.engine, "before_cursor_execute", peek)
     assert seen[-1] == "outcome"
-    run = store.run(run_id)
+    run = store.reports.run(run_id)
     assert run is not None
     assert (run["status"], run["changes"], run["message"]) == ("success", result.applied, "4 changes")
     assert run["summary"] == {"create_user": 2, "create_team": 1, "add_member": 1}
 
 
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError, Cancelled])
-def test_a_run_whose_apply_is_interrupted_keeps_no_data_and_no_outcome(store, seed, interruption):
+def test_a_run_whose_apply_is_interrupted_keeps_no_data_and_no_outcome(sql_store, seed, interruption):
     """Whatever ends the apply before its commit leaves the run ``running`` and the store as it was:
     the next run relabels it failed with no changes, which is then true."""
+    store = sql_store
     _seed_small(store, seed)
     before = snapshot_of(store)
     run_id = store.begin_run("cli")
@@ -452,15 +455,16 @@ def test_a_run_whose_apply_is_interrupted_keeps_no_data_and_no_outcome(store, se
     finally:
         event.remove(store.engine, "before_cursor_execute", interrupt)
     assert snapshot_of(store) == before
-    assert store.run(run_id)["status"] == "running"
+    assert store.reports.run(run_id)["status"] == "running"
     with store.lock():
         store.begin_run("cli")
-    relabelled = store.run(run_id)
+    relabelled = store.reports.run(run_id)
     assert (relabelled["status"], relabelled["changes"]) == ("failed", 0)
     assert "nothing of it was applied" in relabelled["message"]
 
 
-def test_a_stop_request_is_honoured_between_groups_of_changes_and_rolls_back(store, seed):
+def test_a_stop_request_is_honoured_between_groups_of_changes_and_rolls_back(sql_store, seed):
+    store = sql_store
     _seed_small(store, seed)
     before = snapshot_of(store)
     run_id = store.begin_run("cli")
@@ -477,8 +481,8 @@ def test_a_stop_request_is_honoured_between_groups_of_changes_and_rolls_back(sto
     finally:
         event.remove(store.engine, "before_cursor_execute", stop_after_the_first_group)
     assert snapshot_of(store) == before
-    assert store.audit(run_id) == []
-    assert store.run(run_id)["status"] == "running"
+    assert store.reports.audit(run_id) == []
+    assert store.reports.run(run_id)["status"] == "running"
 
 
 def test_a_stop_request_after_the_outcome_is_written_changes_nothing(store):
@@ -491,8 +495,8 @@ def test_a_stop_request_after_the_outcome_is_written_changes_nothing(store):
         return outcome
 
     result = apply_plan(store, _big_plan_for_empty(), run_id, finish=finish, cancel=cancel)
-    assert result.applied == 4 and store.run(run_id)["status"] == "success"
-    assert len(store.list_users()) == 2
+    assert result.applied == 4 and store.reports.run(run_id)["status"] == "success"
+    assert len(store.reports.users()) == 2
 
 
 def test_an_outcome_for_a_run_that_is_no_longer_running_is_refused_and_nothing_lands(store):
@@ -500,8 +504,8 @@ def test_an_outcome_for_a_run_that_is_no_longer_running_is_refused_and_nothing_l
     store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message="given up")
     with pytest.raises(StoreError, match="no longer running"):
         apply_plan(store, _big_plan_for_empty(), run_id, finish=_outcome())
-    assert store.list_users() == [] and store.audit(run_id) == []
-    assert store.run(run_id)["message"] == "given up"
+    assert store.reports.users() == [] and store.reports.audit(run_id) == []
+    assert store.reports.run(run_id)["message"] == "given up"
 
 
 def _big_plan_for_empty() -> Plan:
@@ -521,7 +525,7 @@ def _big_plan_for_empty() -> Plan:
 def test_a_database_that_cannot_grow_fails_the_apply_with_the_reason_and_keeps_nothing(sqlite_url, seed):
     """SQLite rolls the whole transaction back when the database or disk is full, so the savepoint
     around the failing statement is gone; the reason must still be the full database."""
-    store = Store.open(sqlite_url)
+    store = SqlStore.open(sqlite_url)
     try:
         store.ensure_schema()
         _seed_small(store, seed)
@@ -543,6 +547,57 @@ def test_a_database_that_cannot_grow_fails_the_apply_with_the_reason_and_keeps_n
         assert raised.value.code == "STORE_FAILED"
         assert "database or disk is full" in str(raised.value)
         assert snapshot_of(store) == before
-        assert store.run(run_id)["status"] == "running"
+        assert store.reports.run(run_id)["status"] == "running"
     finally:
         store.close()
+
+
+# --------------------------------------------------------------------------- one transaction, on every store
+
+
+class _Interrupting:
+    """A store whose writer raises ``error`` the moment ``step`` is called: an interruption at any
+    point of an apply, on any backend."""
+
+    def __init__(self, store, step: str, error: type[BaseException]) -> None:
+        self._store, self._step, self._error = store, step, error
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    @contextmanager
+    def write(self):
+        with self._store.write() as writer:
+            yield _InterruptingWriter(writer, self._step, self._error)
+
+
+class _InterruptingWriter:
+    def __init__(self, writer, step: str, error: type[BaseException]) -> None:
+        self._writer, self._step, self._error = writer, step, error
+
+    def __getattr__(self, name):
+        method = getattr(self._writer, name)
+        if name != self._step:
+            return method
+
+        def interrupted(*args, **kwargs):
+            method(*args, **kwargs)  # the step's statements run; the commit never comes
+            raise self._error()
+
+        return interrupted
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError, Cancelled])
+@pytest.mark.parametrize(
+    "step",
+    ["create_users", "deactivate_users", "create_teams", "rename_teams", "add_members", "write_audit", "finish_run"],
+)
+def test_an_apply_interrupted_at_any_step_leaves_every_store_as_it_was(store, seed, step, interruption):
+    _seed_small(store, seed)
+    before = snapshot_of(store)
+    run_id = store.begin_run("cli")
+    with pytest.raises(interruption):
+        apply_plan(_Interrupting(store, step, interruption), _big_plan(), run_id, finish=_outcome())
+    assert snapshot_of(store) == before
+    assert store.reports.audit(run_id) == []
+    assert store.reports.run(run_id)["status"] == "running"

@@ -16,6 +16,13 @@ from syncd.changes import AddMember, CreateTeam, CreateUser, Plan
 from syncd.model import Assignment, Snapshot, SourceGroup, SourceUser
 from syncd.plan import diff
 
+
+@pytest.fixture
+def store(sql_store):
+    """These tests look beneath the store contract: SQLite and PostgreSQL only."""
+    return sql_store
+
+
 USERS = int(os.environ.get("SYNCD_BENCHMARK_USERS", "100000"))
 GROUPS = 100
 

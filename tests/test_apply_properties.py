@@ -20,7 +20,7 @@ from syncd.model import (
     StoreUser,
 )
 from syncd.plan import diff
-from syncd.store import Store
+from syncd.store import MemoryStore, SqlStore, Store
 from syncd.store.schema import audit, sync_runs, team_members, teams, users
 from tests.builders import ROLES
 from tests.conftest import seed_state
@@ -132,7 +132,7 @@ def store_states(draw) -> StoreState:
     return StoreState(tuple(stored), tuple(stored_teams))
 
 
-def _empty(store: Store) -> None:
+def _empty(store: SqlStore) -> None:
     with store.transaction() as connection:
         for table in (audit, team_members, sync_runs, teams, users):
             connection.execute(table.delete())
@@ -150,7 +150,8 @@ def _apply(store: Store, snapshot: Snapshot, policy: Policy):
 def _applying_then_planning_again_finds_nothing(
     store: Store, snapshot: Snapshot, state: StoreState, policy: Policy
 ) -> None:
-    _empty(store)
+    if isinstance(store, SqlStore):
+        _empty(store)
     seed_state(store, state)
     assert store.load_state() == state
     plan = _apply(store, snapshot, policy)
@@ -160,14 +161,14 @@ def _applying_then_planning_again_finds_nothing(
 
 @pytest.fixture
 def sqlite_store(sqlite_url):
-    with Store.open(sqlite_url) as store:
+    with SqlStore.open(sqlite_url) as store:
         store.ensure_schema()
         yield store
 
 
 @pytest.fixture
 def postgres_store(postgres_url):
-    with Store.open(postgres_url) as store:
+    with SqlStore.open(postgres_url) as store:
         store.ensure_schema()
         yield store
 
@@ -186,3 +187,9 @@ def test_applying_a_plan_then_planning_again_finds_nothing_on_sqlite(sqlite_stor
 @given(snapshot=snapshots(), state=store_states(), policy=POLICIES)
 def test_applying_a_plan_then_planning_again_finds_nothing_on_postgres(postgres_store, snapshot, state, policy):
     _applying_then_planning_again_finds_nothing(postgres_store, snapshot, state, policy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshot=snapshots(), state=store_states(), policy=POLICIES)
+def test_applying_a_plan_then_planning_again_finds_nothing_in_memory(snapshot, state, policy):
+    _applying_then_planning_again_finds_nothing(MemoryStore(), snapshot, state, policy)

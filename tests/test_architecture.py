@@ -107,3 +107,26 @@ def test_the_import_resolver_sees_relative_imports():
 def test_the_import_checker_sees_the_modules_of_the_plan_package():
     assert {"model", "evidence", "roles", "changes", "plan"} <= imported_modules(PACKAGE / "plan" / "desired.py")
     assert "syncd.evidence" in absolute_imports(PACKAGE / "plan" / "users.py")
+
+
+def third_party_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_all_sql_lives_in_the_store():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name in ("store", "migrations", "versions"):
+            continue
+        assert "sqlalchemy" not in third_party_imports(path), path
+
+
+def test_apply_writes_through_the_store_protocol_only():
+    imported = absolute_imports(PACKAGE / "apply.py")
+    store_modules = {name for name in imported if name.startswith("syncd.store")}
+    assert store_modules == {"syncd.store.protocol"}, store_modules

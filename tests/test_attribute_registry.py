@@ -60,7 +60,7 @@ from syncd.graph.reads import USER_FIELDS
 from syncd.graph.snapshot_file import snapshot_to_json
 from syncd.reconcile import RunOptions, load_snapshot, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 from syncd.store.schema import users
 
 folder = Path(sys.argv[2])
@@ -80,20 +80,20 @@ with Simulator(tenant, token="registry-token") as simulator:
         base=folder,
     )
     first = run_once(config, RunOptions(trigger="test"))
-    with Store(config.store.url) as store:
+    with SqlStore(config.store.url) as store:
         stored = {
             row.entra_id: row.department
             for row in store.engine.connect().execute(select(users.c.entra_id, users.c.department))
         }
         revision = store.schema_revision()
-    with Store(config.store.url) as store:
-        created_audit = [row["after"] for row in store.audit(first.run_id) if row["op"] == "create_user"]
+    with SqlStore(config.store.url) as store:
+        created_audit = [row["after"] for row in store.reports.audit(first.run_id) if row["op"] == "create_user"]
     in_tenant = {user_id: tenant.get_user(user_id).get("department") for user_id in stored if user_id}
     mover = sorted(entra_id for entra_id in stored if entra_id)[0]
     tenant.update_user(mover, department="Research")
     second = run_once(config, RunOptions(trigger="test"))
-    with Store(config.store.url) as store:
-        audit = [row for row in store.audit(second.run_id) if row["op"] == "update_user"]
+    with SqlStore(config.store.url) as store:
+        audit = [row for row in store.reports.audit(second.run_id) if row["op"] == "update_user"]
     snapshot = snapshot_to_json(load_snapshot(config, RunOptions()))
     print(json.dumps({
         "select": USER_FIELDS,

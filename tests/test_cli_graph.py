@@ -275,12 +275,12 @@ def test_sigterm_ends_a_one_shot_sync_like_ctrl_c_and_records_it(graphed):
         stderr=subprocess.PIPE,
         text=True,
     )
-    from syncd.store import Store
+    from syncd.store import SqlStore
 
     deadline = time.monotonic() + 20
-    with Store(f"sqlite:///{graphed.tmp_path / 'syncd.db'}") as store:
+    with SqlStore(f"sqlite:///{graphed.tmp_path / 'syncd.db'}") as store:
         while time.monotonic() < deadline:  # the run is recorded before Graph is read
-            if store.schema_revision() and (store.last_run() or {}).get("status") == "running":
+            if store.schema_revision() and (store.reports.last_run() or {}).get("status") == "running":
                 break
             time.sleep(0.05)
     time.sleep(0.3)

@@ -26,7 +26,7 @@ import pytest
 from syncd.config import load
 from syncd.reconcile import RunOptions, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 
 pytestmark = pytest.mark.slow
 
@@ -181,9 +181,9 @@ class Setup:
         return process
 
     def counts(self, url: str | None = None) -> dict[str, int]:
-        with Store(url or self.store_url) as store:
+        with SqlStore(url or self.store_url) as store:
             store.ensure_schema()
-            return store.counts()
+            return store.reports.counts()
 
     def pending_changes(self) -> int:
         """How many changes a sync would still make (0: the store matches the tenant)."""
@@ -242,7 +242,7 @@ def test_a_graph_outage_fails_cycles_which_recover_without_a_restart(setup: Setu
 
 def test_a_held_lock_skips_the_cycle_until_it_is_free(setup: Setup) -> None:
     setup.write_config()
-    with Store(setup.store_url) as store:
+    with SqlStore(setup.store_url) as store:
         store.ensure_schema()
         with store.lock(holder="test"):
             daemon = setup.start("run")
@@ -412,8 +412,8 @@ def test_sigterm_during_an_apply_that_overruns_the_stop_timeout_asks_it_to_stop_
     assert "exiting without it" not in daemon.text, "it stopped at its next step, in time"
     assert "stopped" in daemon.lines[-1]
     assert setup.counts(url) == {"active_users": 0, "inactive_users": 0, "teams": 0}, "as before the cycle"
-    with Store(url) as store:
-        last = store.last_run()
+    with SqlStore(url) as store:
+        last = store.reports.last_run()
     assert last is not None and last["status"] == "failed" and last["changes"] == 0
     assert last["message"] == "interrupted by shutdown; nothing of this run was applied"
 
@@ -466,11 +466,11 @@ def test_a_cycle_that_ignores_the_interrupt_is_abandoned_to_the_database_rollbac
     assert time.monotonic() - started < 1 + 1
     assert "did not stop within 1s; exiting without it: nothing of it was applied" in daemon.text
     assert setup.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}, "as before the cycle"
-    with Store(setup.store_url) as store:
-        left = store.last_run()
+    with SqlStore(setup.store_url) as store:
+        left = store.reports.last_run()
         assert left is not None and left["status"] == "running", "the process ended under it"
         run_once(load(str(setup.config)), RunOptions())
-        relabelled = store.run(left["id"])
+        relabelled = store.reports.run(left["id"])
     assert relabelled is not None and relabelled["status"] == "failed" and relabelled["changes"] == 0
     assert "nothing of it was applied" in relabelled["message"]
     assert setup.pending_changes() == 0

@@ -22,14 +22,14 @@ def test_a_refused_run_is_recorded_once_with_its_plan_summary(store):
         journal.end(RunStatus.REFUSED, "too many", plan=plan)
         with pytest.raises(RuntimeError, match="already recorded"):
             journal.end(RunStatus.PAUSED, "again")
-    run = store.run(journal.run_id)
+    run = store.reports.run(journal.run_id)
     assert (run["status"], run["message"], run["summary"]) == ("refused", "too many", {"create_team": 1})
 
 
 def test_an_error_in_the_block_records_the_run_failed_with_its_code(store):
     with pytest.raises(GraphError), recorded(store, "cli") as journal:
         raise GraphError("Graph is down", code="GRAPH_UNAVAILABLE")
-    run = store.run(journal.run_id)
+    run = store.reports.run(journal.run_id)
     assert (run["status"], run["changes"]) == ("failed", 0)
     assert run["message"] == "GRAPH_UNAVAILABLE: Graph is down"
 
@@ -43,7 +43,7 @@ def test_a_stop_request_says_what_the_store_holds(store):
 def test_a_block_that_forgets_to_end_the_run_fails_it_and_says_so(store):
     with pytest.raises(RuntimeError, match="without recording how"), recorded(store, "cli") as journal:
         pass
-    assert store.run(journal.run_id)["status"] == "failed"
+    assert store.reports.run(journal.run_id)["status"] == "failed"
 
 
 def test_a_run_that_committed_its_outcome_is_never_relabelled(store):
@@ -51,7 +51,7 @@ def test_a_run_that_committed_its_outcome_is_never_relabelled(store):
         store.finish_run(journal.run_id, RunStatus.SUCCESS, changes=3, errors=0, summary={}, message="done")
         journal.committed()
         raise KeyboardInterrupt
-    assert store.run(journal.run_id)["status"] == "success"
+    assert store.reports.run(journal.run_id)["status"] == "success"
 
 
 def partial() -> RunResult:

@@ -10,7 +10,7 @@ from syncd.evidence import Evidence, users_to_ask_about
 from syncd.model import Managed, ManagedUser
 from syncd.reconcile import RunOptions, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 from tests.builders import assigned, group, snapshot, state, stored_user, user
 
 TOKEN = "source-test-token-0123456789"
@@ -143,6 +143,6 @@ def test_a_sync_that_must_ask_graph_why_users_left_plans_once(synced, monkeypatc
     assert len(calls) == 1
     reasons = {c.entra_id: c.reason for c in result.plan.changes if c.op == "deactivate_user"}
     assert reasons == {disabled: "disabled", deleted: "deleted", unassigned: "unassigned"}
-    with Store(config.store.url) as store:
-        stored = {row["entra_id"]: row["inactive_reason"] for row in store.list_users() if not row["active"]}
+    with SqlStore(config.store.url) as store:
+        stored = {row["entra_id"]: row["inactive_reason"] for row in store.reports.users() if not row["active"]}
     assert stored == reasons

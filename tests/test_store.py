@@ -1,4 +1,5 @@
-"""The store contract, on SQLite and PostgreSQL: state, local objects, runs, audit, named values."""
+"""The store contract, on SQLite, PostgreSQL and in memory: state, writes, local objects, runs, audit,
+named values.  Every store keeps it alike (the ``store`` fixture gives each backend in turn)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import re
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
 
+from syncd.changes import CreateUser
 from syncd.errors import InputError, StoreError
 from syncd.model import StoreState
-from syncd.store.schema import audit, team_members, users
+from syncd.store import AuditRow
 from tests.builders import stored_team, stored_user
+from tests.conftest import table_rows
 
 ANN = "00000000-0000-0000-0001-000000000001"
 BOB = "00000000-0000-0000-0001-000000000002"
 SALES = "00000000-0000-0000-0002-000000000001"
+
+
+def _create(entra_id: str, email: str) -> CreateUser:
+    return CreateUser(entra_id, email, email.split("@")[0].title(), "member", {"title": None})
 
 
 def _state() -> StoreState:
@@ -29,259 +35,206 @@ def _state() -> StoreState:
     )
 
 
-def test_load_state_returns_what_was_stored(store, seed):
-    seed(store, _state())
-    assert store.load_state() == _state()
+class TestStoreContract:
+    """What every store keeps, whatever database holds it."""
 
+    def test_load_state_returns_what_was_stored(self, store, seed):
+        seed(store, _state())
+        assert store.load_state() == _state()
 
-def test_an_empty_store_has_an_empty_state(store):
-    assert store.load_state() == StoreState()
+    def test_an_empty_store_has_an_empty_state(self, store):
+        assert store.load_state() == StoreState()
 
+    def test_users_and_teams_are_listed_sorted(self, store, seed):
+        seed(store, _state())
+        listed = store.reports.users()
+        assert [row["email"] for row in listed] == ["ann@contoso.com", "bob@contoso.com", "cy@contoso.com"]
+        assert listed[0] == {
+            "email": "ann@contoso.com",
+            "name": "Ann",
+            "title": "Engineer",
+            "active": True,
+            "user_type": "admin",
+            "entra_id": ANN,
+            "managed": True,
+            "inactive_reason": None,
+        }
+        assert listed[1]["inactive_reason"] == "unassigned"
+        assert listed[2]["managed"] is False
+        assert store.reports.teams() == [
+            {"name": "Club", "entra_id": None, "managed": False, "members": ["cy@contoso.com"]},
+            {"name": "Empty", "entra_id": None, "managed": False, "members": []},
+            {"name": "Sales", "entra_id": SALES, "managed": True, "members": ["ann@contoso.com", "cy@contoso.com"]},
+        ]
 
-def test_users_and_teams_are_listed_sorted(store, seed):
-    seed(store, _state())
-    listed = store.list_users()
-    assert [row["email"] for row in listed] == ["ann@contoso.com", "bob@contoso.com", "cy@contoso.com"]
-    assert listed[0] == {
-        "email": "ann@contoso.com",
-        "name": "Ann",
-        "title": "Engineer",
-        "active": True,
-        "user_type": "admin",
-        "entra_id": ANN,
-        "managed": True,
-        "inactive_reason": None,
-    }
-    assert listed[1]["inactive_reason"] == "unassigned"
-    assert listed[2]["managed"] is False
-    assert store.list_teams() == [
-        {"name": "Club", "entra_id": None, "managed": False, "members": ["cy@contoso.com"]},
-        {"name": "Empty", "entra_id": None, "managed": False, "members": []},
-        {"name": "Sales", "entra_id": SALES, "managed": True, "members": ["ann@contoso.com", "cy@contoso.com"]},
-    ]
+    def test_counts_are_seats_inactive_users_and_teams(self, store, seed):
+        assert store.reports.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}
+        seed(store, _state())
+        assert store.reports.counts() == {"active_users": 2, "inactive_users": 1, "teams": 3}
 
+    def test_a_local_user_is_created_lowercased_and_unmanaged(self, store):
+        row = store.local.create_user(" Dee@Contoso.COM ", "Dee  Dee", "viewer")
+        assert row == {
+            "email": "dee@contoso.com",
+            "name": "Dee Dee",
+            "title": None,
+            "active": True,
+            "user_type": "viewer",
+            "entra_id": None,
+            "managed": False,
+            "inactive_reason": None,
+        }
+        assert store.reports.users() == [row]
 
-def test_counts_are_seats_inactive_users_and_teams(store, seed):
-    assert store.counts() == {"active_users": 0, "inactive_users": 0, "teams": 0}
-    seed(store, _state())
-    assert store.counts() == {"active_users": 2, "inactive_users": 1, "teams": 3}
+    def test_a_local_user_with_a_taken_email_is_refused(self, store):
+        store.local.create_user("dee@contoso.com", "Dee")
+        with pytest.raises(InputError, match=re.escape("dee@contoso.com already exists")):
+            store.local.create_user("DEE@contoso.com", "Another Dee")
+        assert len(store.reports.users()) == 1
 
-
-def test_a_local_user_is_created_lowercased_and_unmanaged(store):
-    row = store.create_local_user(" Dee@Contoso.COM ", "Dee  Dee", "viewer")
-    assert row == {
-        "email": "dee@contoso.com",
-        "name": "Dee Dee",
-        "title": None,
-        "active": True,
-        "user_type": "viewer",
-        "entra_id": None,
-        "managed": False,
-        "inactive_reason": None,
-    }
-    assert store.list_users() == [row]
-
-
-def test_a_local_user_with_a_taken_email_is_refused(store):
-    store.create_local_user("dee@contoso.com", "Dee")
-    with pytest.raises(InputError, match=re.escape("dee@contoso.com already exists")):
-        store.create_local_user("DEE@contoso.com", "Another Dee")
-    assert len(store.list_users()) == 1
-
-
-@pytest.mark.parametrize(
-    ("email", "name", "user_type"),
-    [
-        ("not-an-email", "X", "member"),
-        ("x@contoso.com", "   ", "member"),
-        ("x@contoso.com", "X", "owner"),
-    ],
-)
-def test_invalid_local_users_are_refused(store, email, name, user_type):
-    with pytest.raises(InputError):
-        store.create_local_user(email, name, user_type)
-    assert store.list_users() == []
-
-
-def test_a_local_team_is_created_with_its_members(store, seed):
-    seed(store, _state())
-    row = store.create_local_team("Book Club", ["CY@contoso.com", "ann@contoso.com"])
-    assert row == {
-        "name": "Book Club",
-        "entra_id": None,
-        "managed": False,
-        "members": ["ann@contoso.com", "cy@contoso.com"],
-    }
-    assert row in store.list_teams()
-    with store.engine.connect() as connection:
-        sources = set(connection.execute(select(team_members.c.source)).scalars())
-    assert sources == {"local"}
-
-
-def test_a_local_team_with_an_unknown_member_names_it_and_writes_nothing(store, seed):
-    seed(store, _state())
-    with pytest.raises(InputError, match=re.escape("nobody@contoso.com")) as raised:
-        store.create_local_team("Book Club", ["ann@contoso.com", "nobody@contoso.com"])
-    assert raised.value.code == "NOT_FOUND"
-    assert "Book Club" not in [team["name"] for team in store.list_teams()]
-
-
-def test_a_local_team_refuses_inactive_members_and_taken_names(store, seed):
-    seed(store, _state())
-    with pytest.raises(InputError, match=re.escape("bob@contoso.com")):
-        store.create_local_team("Book Club", ["bob@contoso.com"])
-    with pytest.raises(InputError, match="already exists"):
-        store.create_local_team("Sales", [])
-    assert store.counts()["teams"] == 3
-
-
-def test_a_run_is_recorded_from_start_to_finish(store):
-    assert store.last_run() is None
-    run_id = store.begin_run("cli")
-    running = store.last_run()
-    assert running is not None
-    assert (running["id"], running["status"], running["trigger"], running["finished_at"]) == (
-        run_id,
-        "running",
-        "cli",
-        None,
+    @pytest.mark.parametrize(
+        ("email", "name", "user_type"),
+        [
+            ("not-an-email", "X", "member"),
+            ("x@contoso.com", "   ", "member"),
+            ("x@contoso.com", "X", "owner"),
+        ],
     )
-    store.finish_run(run_id, "partial", changes=7, errors=2, summary={"create_user": 7}, message="2 errors")
-    finished = store.last_run()
-    assert finished is not None
-    assert finished["status"] == "partial"
-    assert (finished["changes"], finished["errors"], finished["summary"], finished["message"]) == (
-        7,
-        2,
-        {"create_user": 7},
-        "2 errors",
-    )
-    started = datetime.fromisoformat(finished["started_at"])
-    assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
-    assert datetime.fromisoformat(finished["finished_at"]) >= started
+    def test_invalid_local_users_are_refused(self, store, email, name, user_type):
+        with pytest.raises(InputError):
+            store.local.create_user(email, name, user_type)
+        assert store.reports.users() == []
 
+    def test_a_local_team_is_created_with_its_members(self, store, seed):
+        seed(store, _state())
+        row = store.local.create_team("Book Club", ["CY@contoso.com", "ann@contoso.com"])
+        assert row == {
+            "name": "Book Club",
+            "entra_id": None,
+            "managed": False,
+            "members": ["ann@contoso.com", "cy@contoso.com"],
+        }
+        assert row in store.reports.teams()
+        assert {row["source"] for row in table_rows(store, "team_members")} == {"local"}
 
-def test_runs_are_listed_newest_first(store):
-    ids = [store.begin_run(trigger) for trigger in ("cli", "daemon", "on-demand")]
-    assert [run["id"] for run in store.runs()] == ids[::-1]
-    assert [run["trigger"] for run in store.runs(limit=2)] == ["on-demand", "daemon"]
+    def test_a_local_team_with_an_unknown_member_names_it_and_writes_nothing(self, store, seed):
+        seed(store, _state())
+        with pytest.raises(InputError, match=re.escape("nobody@contoso.com")) as raised:
+            store.local.create_team("Book Club", ["ann@contoso.com", "nobody@contoso.com"])
+        assert raised.value.code == "NOT_FOUND"
+        assert "Book Club" not in [team["name"] for team in store.reports.teams()]
 
+    def test_a_local_team_refuses_inactive_members_and_taken_names(self, store, seed):
+        seed(store, _state())
+        with pytest.raises(InputError, match=re.escape("bob@contoso.com")):
+            store.local.create_team("Book Club", ["bob@contoso.com"])
+        with pytest.raises(InputError, match="already exists"):
+            store.local.create_team("Sales", [])
+        assert store.reports.counts()["teams"] == 3
 
-def test_a_dry_run_is_recorded_as_such(store):
-    run_id = store.begin_run("cli", dry_run=True)
-    assert store.last_run()["status"] == "dry_run"
-    store.finish_run(run_id, "dry_run", changes=3, errors=0, summary={})
-
-
-def test_an_unknown_run_status_is_a_programming_error(store):
-    run_id = store.begin_run("cli")
-    with pytest.raises(ValueError):
-        store.finish_run(run_id, "done", changes=0, errors=0, summary={})
-
-
-def test_runs_left_running_by_a_dead_process_are_closed_by_the_next_locked_run(store):
-    dead = store.begin_run("daemon")
-    with store.lock():
-        store.begin_run("cli")
-    runs = {run["id"]: run for run in store.runs()}
-    assert runs[dead]["status"] == "failed"
-    assert runs[dead]["changes"] == 0
-    assert "interrupted" in runs[dead]["message"] and "nothing of it was applied" in runs[dead]["message"]
-
-
-def test_failing_a_run_never_relabels_one_that_recorded_its_outcome(store):
-    finished = store.begin_run("cli")
-    store.finish_run(finished, "success", changes=12, errors=0, summary={"create_user": 12}, message="done")
-    assert store.fail_run(finished, "interrupted; nothing of this run was applied") is False
-    assert (store.run(finished)["status"], store.run(finished)["changes"]) == ("success", 12)
-
-    running = store.begin_run("cli")
-    assert store.fail_run(running, "STORE_FAILED: database error: database or disk is full") is True
-    failed = store.run(running)
-    assert (failed["status"], failed["changes"], failed["errors"]) == ("failed", 0, 1)
-    assert failed["message"] == "STORE_FAILED: database error: database or disk is full"
-
-
-def test_an_outcome_written_in_a_transaction_that_rolls_back_is_not_kept(store):
-    run_id = store.begin_run("cli")
-    with pytest.raises(RuntimeError), store.transaction() as connection:
-        store.finish_run(run_id, "success", changes=3, errors=0, summary={}, message="", connection=connection)
-        raise RuntimeError("killed before the commit")
-    assert store.run(run_id)["status"] == "running"
-
-
-def test_audit_defaults_to_the_last_run_that_was_not_a_dry_run(store):
-    first = store.begin_run("cli")
-    second = store.begin_run("cli")
-    store.begin_run("cli", dry_run=True)
-    now = datetime.now().astimezone()
-    with store.transaction() as connection:
-        connection.execute(
-            audit.insert(),
-            [
-                {
-                    "run_id": run_id,
-                    "at": now,
-                    "op": "create_user",
-                    "object_kind": "user",
-                    "target": target,
-                    "entra_id": None,
-                    "before": None,
-                    "after": '{"email": "x"}',
-                    "status": "applied",
-                    "error_code": None,
-                    "message": None,
-                }
-                for run_id, target in ((first, "a"), (second, "b"), (second, "c"))
-            ],
+    def test_a_run_is_recorded_from_start_to_finish(self, store):
+        assert store.reports.last_run() is None
+        run_id = store.begin_run("cli")
+        running = store.reports.last_run()
+        assert running is not None
+        assert (running["id"], running["status"], running["trigger"], running["finished_at"]) == (
+            run_id,
+            "running",
+            "cli",
+            None,
         )
-    assert [row["target"] for row in store.audit()] == ["b", "c"]
-    assert [row["target"] for row in store.audit(first)] == ["a"]
-    row = store.audit(first)[0]
-    assert row["after"] == {"email": "x"}
-    assert row["before"] is None
-    assert datetime.fromisoformat(row["at"]).utcoffset().total_seconds() == 0
-    assert len(store.audit(second, limit=1)) == 1
-
-
-def test_audit_of_a_store_without_runs_is_empty(store):
-    assert store.audit() == []
-
-
-def test_named_values_and_pause(store):
-    assert store.get_state("cursor") is None
-    store.set_state("cursor", "one")
-    store.set_state("cursor", "two")
-    assert store.get_state("cursor") == "two"
-    assert store.is_paused() is False
-    store.set_paused(True)
-    assert store.is_paused() is True
-    store.set_paused(False)
-    assert store.is_paused() is False
-
-
-def test_a_failed_write_leaves_nothing_behind_and_is_a_store_error(store):
-    with pytest.raises(StoreError) as raised, store.transaction() as connection:
-        connection.execute(
-            users.insert().values(
-                email="a@x.com",
-                name="A",
-                user_type="member",
-                active=True,
-                created_at=datetime.now().astimezone(),
-                updated_at=datetime.now().astimezone(),
-            )
+        store.finish_run(run_id, "partial", changes=7, errors=2, summary={"create_user": 7}, message="2 errors")
+        finished = store.reports.last_run()
+        assert finished is not None
+        assert finished["status"] == "partial"
+        assert (finished["changes"], finished["errors"], finished["summary"], finished["message"]) == (
+            7,
+            2,
+            {"create_user": 7},
+            "2 errors",
         )
-        connection.execute(
-            users.insert().values(
-                email="a@x.com",
-                name="B",
-                user_type="member",
-                active=True,
-                created_at=datetime.now().astimezone(),
-                updated_at=datetime.now().astimezone(),
-            )
-        )
-    assert raised.value.code == "STORE_FAILED"
-    assert "INSERT" not in raised.value.message
-    assert store.list_users() == []
+        started = datetime.fromisoformat(finished["started_at"])
+        assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
+        assert datetime.fromisoformat(finished["finished_at"]) >= started
+
+    def test_runs_are_listed_newest_first(self, store):
+        ids = [store.begin_run(trigger) for trigger in ("cli", "daemon", "on-demand")]
+        assert [run["id"] for run in store.reports.runs()] == ids[::-1]
+        assert [run["trigger"] for run in store.reports.runs(limit=2)] == ["on-demand", "daemon"]
+
+    def test_a_dry_run_is_recorded_as_such(self, store):
+        run_id = store.begin_run("cli", dry_run=True)
+        assert store.reports.last_run()["status"] == "dry_run"
+        store.finish_run(run_id, "dry_run", changes=3, errors=0, summary={})
+
+    def test_an_unknown_run_status_is_a_programming_error(self, store):
+        run_id = store.begin_run("cli")
+        with pytest.raises(ValueError):
+            store.finish_run(run_id, "done", changes=0, errors=0, summary={})
+
+    def test_runs_left_running_by_a_dead_process_are_closed_by_the_next_locked_run(self, store):
+        dead = store.begin_run("daemon")
+        with store.lock():
+            store.begin_run("cli")
+        runs = {run["id"]: run for run in store.reports.runs()}
+        assert runs[dead]["status"] == "failed"
+        assert runs[dead]["changes"] == 0
+        assert "interrupted" in runs[dead]["message"] and "nothing of it was applied" in runs[dead]["message"]
+
+    def test_failing_a_run_never_relabels_one_that_recorded_its_outcome(self, store):
+        finished = store.begin_run("cli")
+        store.finish_run(finished, "success", changes=12, errors=0, summary={"create_user": 12}, message="done")
+        assert store.fail_run(finished, "interrupted; nothing of this run was applied") is False
+        assert (store.reports.run(finished)["status"], store.reports.run(finished)["changes"]) == ("success", 12)
+
+        running = store.begin_run("cli")
+        assert store.fail_run(running, "STORE_FAILED: database error: database or disk is full") is True
+        failed = store.reports.run(running)
+        assert (failed["status"], failed["changes"], failed["errors"]) == ("failed", 0, 1)
+        assert failed["message"] == "STORE_FAILED: database error: database or disk is full"
+
+    def test_an_outcome_written_in_a_transaction_that_rolls_back_is_not_kept(self, store):
+        run_id = store.begin_run("cli")
+        with pytest.raises(RuntimeError), store.write() as writer:
+            writer.finish_run(run_id, "success", changes=3, errors=0, summary={}, message="")
+            raise RuntimeError("killed before the commit")
+        assert store.reports.run(run_id)["status"] == "running"
+
+    def test_audit_defaults_to_the_last_run_that_was_not_a_dry_run(self, store):
+        first = store.begin_run("cli")
+        second = store.begin_run("cli")
+        store.begin_run("cli", dry_run=True)
+        with store.write() as writer:
+            for run_id, target in ((first, "a"), (second, "b"), (second, "c")):
+                writer.write_audit(
+                    run_id,
+                    [AuditRow("create_user", "user", target, None, None, '{"email": "x"}', "applied", None, None)],
+                )
+        assert [row["target"] for row in store.reports.audit()] == ["b", "c"]
+        assert [row["target"] for row in store.reports.audit(first)] == ["a"]
+        row = store.reports.audit(first)[0]
+        assert row["after"] == {"email": "x"}
+        assert row["before"] is None
+        assert datetime.fromisoformat(row["at"]).utcoffset().total_seconds() == 0
+        assert len(store.reports.audit(second, limit=1)) == 1
+
+    def test_audit_of_a_store_without_runs_is_empty(self, store):
+        assert store.reports.audit() == []
+
+    def test_named_values_and_pause(self, store):
+        assert store.get_state("cursor") is None
+        store.set_state("cursor", "one")
+        store.set_state("cursor", "two")
+        assert store.get_state("cursor") == "two"
+        assert store.is_paused() is False
+        store.set_paused(True)
+        assert store.is_paused() is True
+        store.set_paused(False)
+        assert store.is_paused() is False
+
+    def test_a_failed_write_leaves_nothing_behind_and_is_a_store_error(self, store):
+        with pytest.raises(StoreError) as raised, store.write() as writer:
+            writer.create_users([_create(ANN, "a@x.com"), _create(BOB, "a@x.com")])
+        assert raised.value.code == "STORE_FAILED"
+        assert "INSERT" not in raised.value.message
+        assert store.reports.users() == []

@@ -21,7 +21,7 @@ import pytest
 from syncd.config import load
 from syncd.reconcile import RunOptions, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 from tests.test_daemon_process import Setup
 
 pytestmark = pytest.mark.slow
@@ -81,8 +81,8 @@ def synced_setup(tmp_path: Path, url: str | None) -> Iterator[Setup]:
 
 
 def store_contents(url: str) -> tuple[object, ...]:
-    with Store(url) as store:
-        return store.load_state(), store.list_users(), store.list_teams()
+    with SqlStore(url) as store:
+        return store.load_state(), store.reports.users(), store.reports.teams()
 
 
 def page_count(setup: Setup) -> int:
@@ -112,8 +112,8 @@ def test_a_database_that_cannot_grow_fails_the_sync_with_store_failed_and_keeps_
     answer = syncd(synced, "sync", MAX_PAGE_COUNT=str(page_count(synced)))
     assert_store_failed(answer, "database or disk is full")
     assert store_contents(synced.store_url) == before, "nothing half-applied"
-    with Store(synced.store_url) as store:
-        last = store.last_run()
+    with SqlStore(synced.store_url) as store:
+        last = store.reports.last_run()
     assert last is not None and (last["status"], last["changes"]) == ("failed", 0)
     assert last["message"].startswith("STORE_FAILED: database error: database or disk is full")
     assert synced.pending_changes() > 0
@@ -133,8 +133,8 @@ def test_a_full_disk_under_the_database_is_store_failed_with_the_reason(synced: 
     answer = syncd(synced, "sync", FILE_SIZE_LIMIT="4096")
     assert_store_failed(answer, "database error: ")
     assert store_contents(synced.store_url) == before
-    with Store(synced.store_url) as store:
-        runs = store.runs()
+    with SqlStore(synced.store_url) as store:
+        runs = store.reports.runs()
     assert [run["status"] for run in runs if run["status"] not in ("success", "failed")] == [], (
         "any run is finished or failed; none claims changes it could not write"
     )
@@ -159,7 +159,7 @@ def test_a_postgresql_server_out_of_disk_fails_the_sync_with_store_failed_and_ke
     """What PostgreSQL answers on a full disk (SQLSTATE 53100, "could not extend file"), raised by
     the server itself from a trigger on the users table of this test's schema."""
     url = synced_postgres.store_url
-    with Store(url) as store, store.engine.begin() as connection:
+    with SqlStore(url) as store, store.engine.begin() as connection:
         connection.exec_driver_sql(
             "CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             "RAISE EXCEPTION USING ERRCODE = 'disk_full', "
@@ -172,7 +172,7 @@ def test_a_postgresql_server_out_of_disk_fails_the_sync_with_store_failed_and_ke
     answer = syncd(synced_postgres, "sync")
     assert_store_failed(answer, "could not extend file")
     assert store_contents(url) == before, "nothing half-applied"
-    with Store(url) as store:
-        last = store.last_run()
+    with SqlStore(url) as store:
+        last = store.reports.last_run()
     assert last is not None and (last["status"], last["changes"]) == ("failed", 0)
     assert last["message"].startswith("STORE_FAILED: database error: could not extend file")

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import LockedError
-from syncd.store import Store
+from syncd.store import SqlStore
 
 HOLDER = """
 import sys, time
-from syncd.store import Store
+from syncd.store import SqlStore
 
-store = Store(sys.argv[1])
+
+store = SqlStore(sys.argv[1])
 with store.lock(holder="holder under test"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -28,6 +29,12 @@ print("released", flush=True)
 """
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(sql_store):
+    """These tests look beneath the store contract: SQLite and PostgreSQL only."""
+    return sql_store
 
 
 @contextmanager
@@ -87,19 +94,24 @@ def test_the_lock_is_free_again_after_the_block(store):
 
 
 def test_two_stores_in_one_process_exclude_each_other(store, store_url):
-    with Store(store_url) as other, store.lock(holder="first"), pytest.raises(LockedError, match="first"), other.lock():
+    with (
+        SqlStore(store_url) as other,
+        store.lock(holder="first"),
+        pytest.raises(LockedError, match="first"),
+        other.lock(),
+    ):
         pass
 
 
 def test_stores_in_different_databases_do_not_block_each_other(store, tmp_path):
     other_url = f"sqlite:///{tmp_path / 'other.db'}"
-    with Store(other_url) as other, store.lock(), other.lock():
+    with SqlStore(other_url) as other, store.lock(), other.lock():
         pass
 
 
 def test_an_in_memory_store_locks_within_the_process():
     with (
-        Store("sqlite://") as memory,
+        SqlStore("sqlite://") as memory,
         memory.lock(holder="memory"),
         pytest.raises(LockedError, match="memory"),
         memory.lock(),
@@ -108,5 +120,5 @@ def test_an_in_memory_store_locks_within_the_process():
 
 
 def test_the_lock_works_before_the_schema_exists(store_url):
-    with Store.open(store_url) as empty, empty.lock(holder="first run"):
+    with SqlStore.open(store_url) as empty, empty.lock(holder="first run"):
         empty.ensure_schema()

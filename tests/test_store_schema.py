@@ -8,31 +8,38 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, inspect, text
 
 from syncd.errors import StoreError
-from syncd.store import Store
+from syncd.store import SqlStore
 from syncd.store.engine import parse_url
 from syncd.store.schema import metadata
+
+
+@pytest.fixture
+def store(sql_store):
+    """These tests look beneath the store contract: SQLite and PostgreSQL only."""
+    return sql_store
+
 
 TABLES = {"users", "teams", "team_members", "sync_runs", "audit", "sync_state"}
 
 
-def _schema_differences(store: Store, target: MetaData) -> list:
+def _schema_differences(store: SqlStore, target: MetaData) -> list:
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return compare_metadata(context, target)
 
 
 def test_an_empty_database_is_upgraded_to_the_newest_schema(store_url):
-    with Store.open(store_url) as store:
+    with SqlStore.open(store_url) as store:
         assert store.schema_revision() is None
         store.ensure_schema()
-        assert store.schema_revision() == Store.head_revision()
+        assert store.schema_revision() == SqlStore.head_revision()
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) >= TABLES
 
 
 def test_ensure_schema_twice_changes_nothing(store):
     store.ensure_schema()
-    assert store.schema_revision() == Store.head_revision()
+    assert store.schema_revision() == SqlStore.head_revision()
 
 
 def test_the_migrations_create_exactly_the_tables_of_schema_py(store):
@@ -64,7 +71,7 @@ def test_a_database_from_a_newer_syncd_is_refused(store):
 
 
 def test_a_database_with_foreign_tables_named_like_syncd_tables_is_refused(store_url):
-    with Store.open(store_url) as store:
+    with SqlStore.open(store_url) as store:
         with store.transaction() as connection:
             connection.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY)"))
         with pytest.raises(StoreError) as raised:
@@ -73,7 +80,7 @@ def test_a_database_with_foreign_tables_named_like_syncd_tables_is_refused(store
 
 
 def test_reading_before_the_schema_exists_says_to_upgrade(store_url):
-    with Store.open(store_url) as store, pytest.raises(StoreError) as raised:
+    with SqlStore.open(store_url) as store, pytest.raises(StoreError) as raised:
         store.load_state()
     assert raised.value.code == "STORE_SCHEMA"
     assert "syncd db upgrade" in raised.value.message
@@ -82,7 +89,7 @@ def test_reading_before_the_schema_exists_says_to_upgrade(store_url):
 def test_a_missing_directory_is_a_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "syncd.db"
     with pytest.raises(StoreError) as raised:
-        Store(f"sqlite:///{missing}")
+        SqlStore(f"sqlite:///{missing}")
     assert raised.value.code == "STORE_UNREACHABLE"
     assert "does not exist" in raised.value.message
     assert str(missing.parent) in raised.value.message
@@ -90,7 +97,7 @@ def test_a_missing_directory_is_a_clear_error(tmp_path):
 
 def test_an_unreachable_server_is_reported_without_its_password():
     with pytest.raises(StoreError) as raised:
-        Store.open("postgresql://syncd:hunter2-secret@127.0.0.1:1/syncd")
+        SqlStore.open("postgresql://syncd:hunter2-secret@127.0.0.1:1/syncd")
     assert raised.value.code == "STORE_UNREACHABLE"
     assert "hunter2-secret" not in raised.value.message
     assert "***" in raised.value.message
@@ -105,13 +112,13 @@ def test_postgres_urls_use_psycopg(url):
 @pytest.mark.parametrize("url", ["mysql://u@h/db", "not a url"])
 def test_unsupported_urls_are_refused(url):
     with pytest.raises(StoreError) as raised:
-        Store(url)
+        SqlStore(url)
     assert raised.value.code == "STORE_UNREACHABLE"
     assert "store.url" in raised.value.message
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
-    with Store.open(sqlite_url) as store, store.engine.connect() as connection:
+    with SqlStore.open(sqlite_url) as store, store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0

@@ -1,4 +1,4 @@
-"""Statements shared by the repository and the lock."""
+"""Statements shared by the SQL store and the lock."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from syncd.graph.fetch import fetch_snapshot
 from syncd.graph.snapshot_file import write_snapshot
 from syncd.reconcile import RunOptions, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 from tests.test_daemon_process import Setup, Syncd, wait_for
 
 pytestmark = pytest.mark.slow
@@ -140,8 +140,8 @@ class Scenario:
         self.log_marker = directory / "logging-started"
 
     def contents(self) -> tuple[Any, ...]:
-        with Store(self.url) as store:
-            return store.load_state(), store.list_users(), store.list_teams()
+        with SqlStore(self.url) as store:
+            return store.load_state(), store.reports.users(), store.reports.teams()
 
     def start(self, command: str, point: str) -> Syncd:
         env: dict[str, str] = {}
@@ -167,12 +167,12 @@ class Scenario:
             self.tenant.sim.clear_faults()
 
     def runs_since(self) -> list[dict[str, Any]]:
-        with Store(self.url) as store:
-            return [run for run in store.runs(limit=50) if run["id"] > self.earlier_run][::-1]
+        with SqlStore(self.url) as store:
+            return [run for run in store.reports.runs(limit=50) if run["id"] > self.earlier_run][::-1]
 
     def applied_rows(self, run_id: int) -> int:
-        with Store(self.url) as store:
-            return sum(row["status"] == "applied" for row in store.audit(run_id, limit=None))
+        with SqlStore(self.url) as store:
+            return sum(row["status"] == "applied" for row in store.reports.audit(run_id, limit=None))
 
     def pending(self) -> int:
         return len(run_once(load(str(self.config)), RunOptions(dry_run=True)).plan.changes)
@@ -195,8 +195,8 @@ def check_agreement(each: Scenario) -> dict[str, Any]:
 def check_convergence(each: Scenario, stopped: dict[str, Any]) -> None:
     following = run_once(load(str(each.config)), RunOptions())
     assert following.status in COMMITTED
-    with Store(each.url) as store:
-        after = store.run(stopped["id"])
+    with SqlStore(each.url) as store:
+        after = store.reports.run(stopped["id"])
     assert after is not None
     if stopped["status"] == "running":
         assert (after["status"], after["changes"]) == ("failed", 0)

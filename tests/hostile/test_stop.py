@@ -24,7 +24,7 @@ from syncd.cancel import Cancelled
 from syncd.config import Config, load
 from syncd.reconcile import RunOptions, RunWatch, run_once
 from syncd.simulator import Simulator, generate_tenant
-from syncd.store import Store
+from syncd.store import SqlStore
 from tests.test_daemon_process import Setup
 
 EMPTY = {"active_users": 0, "inactive_users": 0, "teams": 0}
@@ -49,14 +49,14 @@ def configure(sim: Simulator, store_url: str, tmp_path: Path, *, max_retries: in
 
 
 def counts(store_url: str) -> dict[str, int]:
-    with Store(store_url) as store:
+    with SqlStore(store_url) as store:
         store.ensure_schema()
-        return store.counts()
+        return store.reports.counts()
 
 
 def last_run(store_url: str) -> dict[str, Any]:
-    with Store(store_url) as store:
-        run = store.last_run()
+    with SqlStore(store_url) as store:
+        run = store.reports.last_run()
     assert run is not None
     return run
 
@@ -236,14 +236,14 @@ def test_a_run_that_dies_after_its_commit_is_recorded_as_applied_and_stays_so(
         run_once(config, RunOptions())
     run = last_run(store_url)
     assert run["status"] in ("success", "partial") and run["changes"] > 10
-    with Store(store_url) as store:
-        applied = [row for row in store.audit(run["id"], limit=None) if row["status"] == "applied"]
+    with SqlStore(store_url) as store:
+        applied = [row for row in store.reports.audit(run["id"], limit=None) if row["status"] == "applied"]
     assert len(applied) == run["changes"], "the record counts what the store holds"
     assert pending(config) == 0
     following = run_once(config, RunOptions())
     assert following.applied == 0
-    with Store(store_url) as store:
-        assert store.run(run["id"]) == run, "the next start leaves a committed run as it is"
+    with SqlStore(store_url) as store:
+        assert store.reports.run(run["id"]) == run, "the next start leaves a committed run as it is"
 
 
 # --------------------------------------------------------------------------- the daemon, as a process

@@ -37,6 +37,13 @@ from syncd.store import schema
 from tests.builders import ROLES, assigned, group, snapshot, state, stored_team, stored_user, uid, user
 from tests.test_cli import Syncd, snapshot_doc
 
+
+@pytest.fixture
+def store(sql_store):
+    """These tests look beneath the store contract: SQLite and PostgreSQL only."""
+    return sql_store
+
+
 BAD = {
     "lone surrogate": "\udfff",
     "NUL": "\x00",
@@ -188,7 +195,7 @@ def test_bad_strings_are_per_object_errors_and_the_plan_is_what_sync_applies(bad
     result = apply_plan(store, plan, run_id)
     assert result.failed == []
     assert result.applied == len(plan.changes)
-    assert len(store.audit(run_id)) == len(plan.changes) + len(plan.errors) + len(plan.warnings)
+    assert len(store.reports.audit(run_id)) == len(plan.changes) + len(plan.errors) + len(plan.warnings)
     assert diff(tenant_snapshot, store.load_state()).changes == ()  # planned == applied
 
     after = store.load_state()
@@ -254,9 +261,9 @@ def odd_store(tmp_path, capsys, monkeypatch):
     doc["users"][1]["displayName"] = "Bob\u202e"
     syncd.write(doc)
     assert syncd("sync", "--from-snapshot", str(syncd.snapshot))[0] == 0
-    from syncd.store import Store
+    from syncd.store import SqlStore
 
-    with Store.open(f"sqlite:///{tmp_path / 'syncd.db'}") as store, store.transaction() as connection:
+    with SqlStore.open(f"sqlite:///{tmp_path / 'syncd.db'}") as store, store.transaction() as connection:
         now = schema.utc_now()
         connection.execute(
             schema.teams.insert().values(name="Evil\x1b]0;owned\x07\nteam", created_at=now, updated_at=now)
@@ -351,4 +358,4 @@ def test_an_error_message_carrying_what_graph_sent_can_be_recorded_on_both_backe
     assert unstorable(error.message, 10**6) is None
     run_id = store.begin_run("test")
     store.finish_run(run_id, "failed", changes=0, errors=1, summary={}, message=f"{error.code}: {error}")
-    assert store.run(run_id)["message"] == "GRAPH_NOT_FOUND: group 'Sa\\x00les\\udfff\\x1b[2J' is gone"
+    assert store.reports.run(run_id)["message"] == "GRAPH_NOT_FOUND: group 'Sa\\x00les\\udfff\\x1b[2J' is gone"

@@ -122,6 +122,6 @@ def test_planned_error_matches_what_apply_records(store, seed):
     run_id = store.begin_run("test")
     result = apply_plan(store, plan, run_id)
     assert result.failed == [] and result.applied == len(plan.changes) == 1
-    rows = store.audit(run_id)
+    rows = store.reports.audit(run_id)
     assert [(r["status"], r["error_code"]) for r in rows] == [("applied", None), ("error", "USER_NOT_READ")]
     assert {u.email: u.active for u in store.load_state().users} == {"alice@contoso.com": True, "bob@contoso.com": True}

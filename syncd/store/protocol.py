@@ -1,0 +1,244 @@
+"""The store seam: what syncd asks of a store, whatever database holds it.
+
+A :class:`Store` loads the planner's state, holds the run lock, keeps the run journal and a few
+named values, and opens write transactions (:meth:`Store.write`) in which a :class:`Writer` carries
+out a plan's change records, writes the audit and records how the run ended.  The CLI's read
+models (:class:`Reports`) and local administration (:class:`LocalAdmin`) are objects of their own,
+reached as ``store.reports`` and ``store.local``.
+
+Two implementations exist: :class:`~syncd.store.sql.SqlStore` (SQLite and PostgreSQL, every SQL
+statement in that module) and :class:`~syncd.store.memory.MemoryStore` (pure Python, for tests and
+demos).  One contract test class runs against all three backends.
+
+A change the store refuses - a unique or foreign-key violation, a value too long, a row that is
+no longer there as planned - raises :class:`Rejected`; every other failure is a
+:class:`~syncd.errors.StoreError` with its code, and the transaction it happened in rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..changes import (
+    AdoptUser,
+    CreateTeam,
+    CreateUser,
+    DeactivateUser,
+    DeleteTeam,
+    ReactivateUser,
+    RemoveMember,
+    RenameTeam,
+    ReplaceTeam,
+    UpdateUser,
+)
+from ..errors import StoreError
+from ..model import StoreState
+
+
+class Rejected(Exception):
+    """The store refuses a change: a constraint forbids it, or its row is no longer there as planned."""
+
+
+def refused(error: Rejected) -> StoreError:
+    """What a refusal that escaped every savepoint is: the whole transaction failed."""
+    return StoreError(f"database error: the store refused a change ({error})", code="STORE_FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One row of the audit: a change as applied or failed, or a per-object error or warning."""
+
+    op: str
+    object_kind: str
+    target: str
+    entra_id: str | None
+    before: str | None
+    after: str | None
+    status: str
+    error_code: str | None
+    message: str | None
+
+
+PARKED_DOMAIN = "parked.syncd.invalid"
+"""Emails that change are first moved to ``user-<id>@parked.syncd.invalid`` (a reserved domain)."""
+
+
+def parked_email(user_id: int) -> str:
+    return f"user-{user_id}@{PARKED_DOMAIN}"
+
+
+class Writer(Protocol):
+    """One write transaction.  Each method carries out a group of same-kind changes at once."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: rolled back (and the exception passed on) if its block raises."""
+        ...
+
+    def create_users(self, changes: Sequence[CreateUser]) -> None: ...
+
+    def adopt_users(self, changes: Sequence[AdoptUser]) -> None:
+        """Set the Entra id of rows that still have ``previous_entra_id``; Rejected otherwise."""
+        ...
+
+    def reactivate_users(self, changes: Sequence[ReactivateUser]) -> None: ...
+
+    def deactivate_users(self, changes: Sequence[DeactivateUser]) -> None: ...
+
+    def park_emails(self, changes: Sequence[UpdateUser]) -> None:
+        """Move the email of each user to :func:`parked_email`, so emails can swap and chain."""
+        ...
+
+    def set_user_fields(self, changes: Sequence[UpdateUser]) -> None:
+        """Write each update's new values."""
+        ...
+
+    def delete_teams(self, changes: Sequence[DeleteTeam]) -> None:
+        """Delete the teams with their memberships."""
+        ...
+
+    def rename_teams(self, changes: Sequence[RenameTeam]) -> None: ...
+
+    def replace_teams(self, changes: Sequence[ReplaceTeam]) -> None:
+        """Give unmanaged teams their group's Entra id; Rejected if one is managed by now."""
+        ...
+
+    def create_teams(self, changes: Sequence[CreateTeam]) -> None: ...
+
+    def remove_members(self, changes: Sequence[RemoveMember]) -> None: ...
+
+    def add_members(self, pairs: Sequence[tuple[int, int]], run_id: int) -> None:
+        """Add each (team id, user id) membership, as made by run ``run_id``."""
+        ...
+
+    def user_ids(self) -> dict[str, int]:
+        """Entra id -> local id of every managed user, as the transaction sees them now."""
+        ...
+
+    def team_ids(self) -> dict[str, int]:
+        """Entra id -> local id of every managed team, as the transaction sees them now."""
+        ...
+
+    def write_audit(self, run_id: int, rows: Sequence[AuditRow]) -> None:
+        """Append the rows to the audit of run ``run_id``, in their order."""
+        ...
+
+    def finish_run(
+        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str
+    ) -> None:
+        """Record how the run ended in this transaction; StoreError unless it is still ``running``."""
+        ...
+
+
+class Reports(Protocol):
+    """What the command line shows: users, teams, counts, runs and the audit."""
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user sorted by email: email, name, title, active, user_type, entra_id, managed,
+        inactive_reason."""
+        ...
+
+    def teams(self) -> list[dict[str, Any]]:
+        """Every team sorted by name: name, entra_id, managed, members (member emails, sorted)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """active_users (the seats in use), inactive_users, teams."""
+        ...
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs, newest first: id, status, trigger, started_at, finished_at (ISO 8601),
+        changes, errors, summary, message."""
+        ...
+
+    def run(self, run_id: int) -> dict[str, Any] | None: ...
+
+    def last_run(self) -> dict[str, Any] | None: ...
+
+    def last_success_at(self) -> datetime | None:
+        """When the newest run that read all of Graph and applied its plan ended (any process's)."""
+        ...
+
+    def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
+        """Audit rows of run ``run_id`` in the order they were written (None: the last run that was
+        not a dry run).  Each row: id, run_id, at, op, object_kind, target, entra_id, before,
+        after, status, error_code, message."""
+        ...
+
+
+class LocalAdmin(Protocol):
+    """Users and teams that no Entra object manages, made by hand."""
+
+    def create_user(self, email: str, name: str, user_type: str = "member") -> dict[str, Any]:
+        """Create an active unmanaged user; returns it as :meth:`Reports.users` lists it."""
+        ...
+
+    def create_team(self, name: str, member_emails: Sequence[str] = ()) -> dict[str, Any]:
+        """Create an unmanaged team with the given active users as members."""
+        ...
+
+
+class Store(Protocol):
+    """A syncd store (see the module docstring)."""
+
+    @property
+    def url(self) -> str:
+        """Where the store is, with any password masked."""
+        ...
+
+    @property
+    def reports(self) -> Reports: ...
+
+    @property
+    def local(self) -> LocalAdmin: ...
+
+    def close(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreError(STORE_UNREACHABLE) unless the store answers."""
+        ...
+
+    def schema_revision(self) -> str | None: ...
+
+    def upgrade(self) -> None: ...
+
+    def ensure_schema(self) -> None:
+        """Create or upgrade the schema; StoreError(STORE_SCHEMA) for one from a newer syncd."""
+        ...
+
+    def lock(self, wait_seconds: float = 0, holder: str = "") -> AbstractContextManager[None]:
+        """Hold the run lock for the block; LockedError naming the holder after ``wait_seconds``."""
+        ...
+
+    def load_state(self) -> StoreState:
+        """Every user, team and membership, read consistently."""
+        ...
+
+    def write(self) -> AbstractContextManager[Writer]:
+        """A write transaction: committed when the block ends, rolled back if anything escapes."""
+        ...
+
+    def begin_run(self, trigger: str, dry_run: bool = False) -> int:
+        """Record the start of a run; under the lock, first relabel runs left ``running`` as failed."""
+        ...
+
+    def finish_run(
+        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str = ""
+    ) -> None:
+        """Record how a run ended, in a transaction of its own."""
+        ...
+
+    def fail_run(self, run_id: int, message: str, *, summary: dict[str, Any] | None = None) -> bool:
+        """Record a run as failed with no changes unless it recorded its outcome; False if it had."""
+        ...
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def set_state(self, key: str, value: str) -> None: ...
+
+    def is_paused(self) -> bool: ...
+
+    def set_paused(self, paused: bool) -> None: ...

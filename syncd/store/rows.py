@@ -1,0 +1,117 @@
+"""What every backend shares: the shapes of reported rows, the journal's rules, the checks of
+local administration.  Pure: no database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ..errors import InputError
+from ..model import BUILTIN_USER_TYPES, NAME_LENGTH, email_problem, escape, is_custom_role_id, unstorable
+
+PAUSED_KEY = "paused"
+INTERRUPTED = (
+    "interrupted: the run ended without recording its outcome (its process was killed, or the database "
+    "failed); nothing of it was applied"
+)
+"""What a run left ``running`` is relabelled with.  A run's outcome commits with its data, so a run
+still ``running`` never committed any of it."""
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None
+
+
+def summary_text(summary: dict[str, Any] | None) -> str:
+    return json.dumps(summary or {}, sort_keys=True, default=str)
+
+
+def loaded(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+def run_dict(row: Any) -> dict[str, Any]:
+    """A run as the reports give it; ``row`` has the columns of ``sync_runs`` as attributes."""
+    return {
+        "id": row.id,
+        "status": row.status,
+        "trigger": row.trigger,
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "changes": row.changes,
+        "errors": row.errors,
+        "summary": loaded(row.summary),
+        "message": row.message,
+    }
+
+
+def user_dict(row: Any) -> dict[str, Any]:
+    """A user as the reports give it; ``row`` has the columns of ``users`` as attributes."""
+    return {
+        "email": row.email,
+        "name": row.name,
+        "title": row.title,
+        "active": bool(row.active),
+        "user_type": row.user_type,
+        "entra_id": row.entra_id,
+        "managed": row.entra_id is not None,
+        "inactive_reason": row.inactive_reason,
+    }
+
+
+def audit_dict(row: Any) -> dict[str, Any]:
+    """An audit row as the reports give it."""
+    return {
+        "id": row.id,
+        "run_id": row.run_id,
+        "at": iso(row.at),
+        "op": row.op,
+        "object_kind": row.object_kind,
+        "target": row.target,
+        "entra_id": row.entra_id,
+        "before": loaded(row.before),
+        "after": loaded(row.after),
+        "status": row.status,
+        "error_code": row.error_code,
+        "message": row.message,
+    }
+
+
+def local_user(email: str, name: str, user_type: str) -> tuple[str, str]:
+    """The email and name of a local user as stored; InputError for anything the store must not hold."""
+    email = email.strip().lower()
+    name = " ".join(name.split())
+    if (problem := email_problem(email)) is not None:
+        raise InputError(f"the email {escape(email)!r} {problem}")
+    if not name:
+        raise InputError("a user needs a name")
+    if (problem := unstorable(name, NAME_LENGTH)) is not None:
+        raise InputError(f"the name {problem}")
+    if user_type not in BUILTIN_USER_TYPES and not is_custom_role_id(user_type):
+        raise InputError(
+            f"user type {escape(user_type)!r} is not one of {', '.join(BUILTIN_USER_TYPES)} "
+            "or a custom role id (1 to 32 ASCII digits)"
+        )
+    return email, name
+
+
+def local_team(name: str, member_emails: Sequence[str]) -> tuple[str, list[str]]:
+    """The name and sorted member emails of a local team; InputError for a name the store must not hold."""
+    name = " ".join(name.split())
+    if not name:
+        raise InputError("a team needs a name")
+    if (problem := unstorable(name, NAME_LENGTH)) is not None:
+        raise InputError(f"the team name {problem}")
+    return name, sorted({email.strip().lower() for email in member_emails})
+
+
+def check_members(emails: Sequence[str], active_by_email: dict[str, bool]) -> None:
+    """Every email names a user, and an active one; InputError (NOT_FOUND) naming those that do not."""
+    unknown = [email for email in emails if email not in active_by_email]
+    if unknown:
+        raise InputError(f"no user with email {', '.join(unknown)}", code="NOT_FOUND")
+    inactive = [email for email in emails if not active_by_email[email]]
+    if inactive:
+        raise InputError(f"inactive users cannot join a team: {', '.join(inactive)}")

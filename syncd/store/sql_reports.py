@@ -1,0 +1,168 @@
+"""What the command line reads from a SQL store, and the local users and teams it makes by hand.
+
+:class:`SqlReports` and :class:`SqlLocalAdmin` implement :class:`~syncd.store.protocol.Reports` and
+:class:`~syncd.store.protocol.LocalAdmin`; they share the row shapes and the checks of
+:mod:`syncd.store.rows` with the in-memory store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy.engine import URL
+
+from ..errors import InputError
+from ..runs import SUCCESS_STATUSES
+from .engine import database_errors
+from .rows import audit_dict, check_members, local_team, local_user, run_dict, user_dict
+from .schema import audit, sync_runs, team_members, teams, users, utc_now
+
+
+class SqlReports:
+    """Users, teams, counts, runs and the audit of a SQL store."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self._engine = engine
+        self._url = url
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with database_errors(self._url), self._engine.connect() as connection:
+            yield connection
+
+    def users(self) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            rows = connection.execute(select(users).order_by(users.c.email)).all()
+        return [user_dict(row) for row in rows]
+
+    def teams(self) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            team_rows = connection.execute(select(teams).order_by(teams.c.name, teams.c.id)).all()
+            members: dict[int, list[str]] = defaultdict(list)
+            for team_id, email in connection.execute(
+                select(team_members.c.team_id, users.c.email)
+                .join(users, users.c.id == team_members.c.user_id)
+                .order_by(users.c.email)
+            ):
+                members[team_id].append(email)
+        return [
+            {
+                "name": row.name,
+                "entra_id": row.entra_id,
+                "managed": row.entra_id is not None,
+                "members": members.get(row.id, []),
+            }
+            for row in team_rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        with self._read() as connection:
+            active, total = connection.execute(
+                select(func.coalesce(func.sum(case((users.c.active, 1), else_=0)), 0), func.count()).select_from(users)
+            ).one()
+            team_count = connection.execute(select(func.count()).select_from(teams)).scalar_one()
+        return {"active_users": int(active), "inactive_users": int(total) - int(active), "teams": int(team_count)}
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            rows = connection.execute(select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)).all()
+        return [run_dict(row) for row in rows]
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        with self._read() as connection:
+            row = connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+        return None if row is None else run_dict(row)
+
+    def last_run(self) -> dict[str, Any] | None:
+        latest = self.runs(limit=1)
+        return latest[0] if latest else None
+
+    def last_success_at(self) -> datetime | None:
+        with self._read() as connection:
+            moment: datetime | None = connection.execute(
+                select(func.max(sync_runs.c.finished_at)).where(sync_runs.c.status.in_(SUCCESS_STATUSES))
+            ).scalar()
+        return moment
+
+    def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            if run_id is None:
+                run_id = connection.execute(
+                    select(func.max(sync_runs.c.id)).where(sync_runs.c.status != "dry_run")
+                ).scalar()
+                if run_id is None:
+                    return []
+            rows = connection.execute(
+                select(audit).where(audit.c.run_id == run_id).order_by(audit.c.id).limit(limit)
+            ).all()
+        return [audit_dict(row) for row in rows]
+
+
+class SqlLocalAdmin:
+    """Users and teams made by hand in a SQL store; none is managed by an Entra object."""
+
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+
+    def create_user(self, email: str, name: str, user_type: str = "member") -> dict[str, Any]:
+        email, name = local_user(email, name, user_type)
+        now = utc_now()
+        with self._transaction() as connection:
+            if connection.execute(select(users.c.id).where(users.c.email == email)).first() is not None:
+                raise InputError(f"a user with email {email} already exists")
+            connection.execute(
+                users.insert().values(
+                    email=email,
+                    name=name,
+                    user_type=user_type,
+                    active=True,
+                    entra_id=None,
+                    inactive_reason=None,
+                    created_at=now,
+                    updated_at=now,
+                    deactivated_at=None,
+                )
+            )
+            row = connection.execute(select(users).where(users.c.email == email)).one()
+        return user_dict(row)
+
+    def create_team(self, name: str, member_emails: Sequence[str] = ()) -> dict[str, Any]:
+        name, emails = local_team(name, member_emails)
+        now = utc_now()
+        with self._transaction() as connection:
+            if connection.execute(select(teams.c.id).where(teams.c.name == name)).first() is not None:
+                raise InputError(f"a team named {name!r} already exists")
+            found = (
+                {
+                    row.email: row
+                    for row in connection.execute(
+                        select(users.c.id, users.c.email, users.c.active).where(users.c.email.in_(emails))
+                    )
+                }
+                if emails
+                else {}
+            )
+            check_members(emails, {email: bool(row.active) for email, row in found.items()})
+            team_id = connection.execute(
+                teams.insert().returning(teams.c.id).values(name=name, entra_id=None, created_at=now, updated_at=now)
+            ).scalar_one()
+            if emails:
+                connection.execute(
+                    team_members.insert(),
+                    [
+                        {
+                            "team_id": team_id,
+                            "user_id": found[email].id,
+                            "source": "local",
+                            "added_at": now,
+                            "added_by_run": None,
+                        }
+                        for email in emails
+                    ],
+                )
+        return {"name": name, "entra_id": None, "managed": False, "members": emails}
