@@ -69,6 +69,11 @@ GROUPS = any_of("group-get", *_GROUP_READ, *DIRECTORY)
 """``/groups``, ``/groups/{id}``; group-list-members and group-list-transitivemembers name the same."""
 GROUP_MEMBERSHIPS = any_of("group-list-memberof", *_GROUP_READ, *DIRECTORY)
 GROUP_ASSIGNMENTS = any_of("group-list-approleassignments", "AppRoleAssignment.ReadWrite.All", *DIRECTORY)
+DELTA_USERS = any_of("user-delta", *_USER_READ, *DIRECTORY)
+DELTA_GROUPS = any_of("group-delta", *_GROUP_READ, *DIRECTORY)
+DELTA_ASSIGNMENTS = any_of("directoryobject-delta (appRoleAssignment)", *_USER_READ, *DIRECTORY)
+"""``/directoryObjects/delta`` asks, per type filtered for, the permission of that type's row:
+appRoleAssignment and user need User.Read.All, group Group.Read.All."""
 CHECK_USER_GROUPS = Permission(
     "directoryobject-checkmembergroups (Group memberships for a user)",
     (*_each_with(_USER_READ, _GROUP_READ), *(frozenset({name}) for name in DIRECTORY)),

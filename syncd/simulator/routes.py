@@ -9,6 +9,7 @@ Served (paths matched case-insensitively, as Graph does; ``{id}`` may also be wr
   ``.../transitiveMemberOf``, ``POST .../checkMemberGroups``;
 * ``/groups``, ``/groups/{id}``, ``.../members``, ``.../transitiveMembers``, ``.../memberOf``,
   ``.../transitiveMemberOf``, ``.../appRoleAssignments``, ``POST .../checkMemberGroups``;
+* ``/users/delta``, ``/groups/delta`` and ``/directoryObjects/delta`` (:mod:`syncd.simulator.delta`);
 * every membership collection also with a type cast: ``.../members/microsoft.graph.user`` (or
   ``.../members/graph.user``, the short form the msgraph-sdk sends), to any directory type.
 
@@ -36,7 +37,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from syncd.simulator import listing
+from syncd.simulator import delta, listing
 from syncd.simulator.actions import check_member_groups
 from syncd.simulator.objects import is_guid
 from syncd.simulator.permissions import ENTITY, NAVIGATION, Permission, require
@@ -59,6 +60,8 @@ _WWW_AUTHENTICATE = {
     'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
 }
 
+_DELTA = re.compile(r"^/(?P<set>users|groups|directoryObjects)/delta(?:\(\))?/?$", re.IGNORECASE)
+_DELTA_HANDLERS = {"users": delta.users, "groups": delta.groups, "directoryobjects": delta.directory_objects}
 _COLLECTION = re.compile(r"^/(?P<set>users|groups|servicePrincipals)/?$", re.IGNORECASE)
 _BY_APP_ID = re.compile(r"^/servicePrincipals\(appId='(?P<app_id>(?:[^']|'')*)'\)(?P<rest>/.*)?$", re.IGNORECASE)
 _ENTITY = re.compile(
@@ -89,6 +92,10 @@ def handle(tenant: Tenant, token: str, request: GraphRequest) -> Response:
         if option in request.query:
             raise unsupported_query(f"The query option '{option}' is not supported by this Graph simulator.")
     with tenant.lock:
+        match = _DELTA.match(request.path)
+        if match:
+            _allow(request, "GET")
+            return _DELTA_HANDLERS[match["set"].lower()](tenant, request)
         match = _COLLECTION.match(request.path)
         if match:
             resource = _SETS[match["set"].lower()]
@@ -189,8 +196,6 @@ def _lookup(tenant: Tenant, key: str, find: Callable[[], DirectoryObject]) -> Di
 
 def _find(tenant: Tenant, resource: ResourceType, key: str) -> DirectoryObject:
     if resource is USER:
-        if key.lower() == "delta":
-            raise unsupported_query("Delta queries are not served by this Graph simulator.")
         return _lookup(tenant, key, lambda: tenant.find_user(key))
     if not is_guid(key):
         raise bad_request(f"Invalid object identifier '{key}'.")

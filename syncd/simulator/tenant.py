@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from syncd.simulator.changelog import ChangeLog
 from syncd.simulator.directory import Directory
 from syncd.simulator.objects import (
     DEFAULT_ACCESS_ROLE_ID,
@@ -63,6 +64,9 @@ class Tenant(Directory):
     ) -> None:
         super().__init__(seed=seed, domain=domain)
         self._seq = 0
+        self.changelog = ChangeLog()
+        self.deleted_items: dict[str, tuple[DirectoryObject, list[str], list[Assignment]]] = {}
+        """Users in the deleted items: the object, the groups it was in, its assignments."""
         self.tenant_id = self.new_id()
         self.app_id = self.new_id()
         self.service_principal_id = self.add_service_principal(
@@ -197,6 +201,7 @@ class Tenant(Directory):
             props.update(self._properties(USER, graph_fields))
             self.users[object_id] = self._new_object(USER, seq, props)
             self._upn_index[upn.lower()] = object_id
+            self.changelog.created(object_id)
             return object_id
 
     def update_user(self, user_id: str, **graph_fields: Any) -> None:
@@ -215,14 +220,70 @@ class Tenant(Directory):
                 self._upn_index[new_upn.lower()] = user.id
             # Replace rather than mutate, so a response being encoded never sees a half-made change.
             user.props = {**user.props, **changes}
+            self.changelog.changed(user.id, list(changes))
 
     def delete_user(self, user_id: str) -> None:
-        """Delete a user; its assignments and group memberships go with it."""
+        """Delete a user for good; its assignments and group memberships go with it."""
         with self.lock:
             user = self._user(user_id)
             del self._upn_index[str(user.props["userPrincipalName"]).lower()]
             self._delete_object(user)
             del self.users[user.id]
+            self.changelog.removed(user.id, user.seq, "user", "deleted")
+
+    def soft_delete_user(self, user_id: str) -> None:
+        """Move a user to the deleted items, as Entra's delete does: it can be restored for 30 days.
+
+        Until then it is found nowhere (a 404 by id, absent from every list), but keeps its group
+        memberships and app role assignments, which come back with it; delta rounds show it
+        ``@removed`` with the reason ``changed`` and do not show its memberships leaving.
+        """
+        with self.lock:
+            user = self._user(user_id)
+            groups = list(self._member_of.get(user.id, ()))
+            held = self.assignments_of(user.id)
+            for group_id in groups:
+                self._unlink(self._group(group_id), user.id)
+            for item in held:
+                self._unlink_assignment(item)
+            del self._upn_index[str(user.props["userPrincipalName"]).lower()]
+            del self.users[user.id]
+            del self.objects[user.id]
+            self.deleted_items[user.id] = (user, groups, held)
+            self.changelog.removed(user.id, user.seq, "user", "changed")
+
+    def restore_user(self, user_id: str) -> None:
+        """Bring a user back from the deleted items with its memberships and assignments; delta
+        rounds show it, and them, as newly created."""
+        with self.lock:
+            user, groups, held = self.deleted_items.pop(canonical_guid(user_id))
+            upn = str(user.props["userPrincipalName"]).lower()
+            if upn in self._upn_index:
+                self.deleted_items[user.id] = (user, groups, held)
+                raise ValueError("Another object with the same value for property userPrincipalName already exists.")
+            self.objects[user.id] = user
+            self.users[user.id] = user
+            self._upn_index[upn] = user.id
+            self.changelog.created(user.id)
+            for group_id in groups:
+                if group_id in self.groups:
+                    self.add_member(group_id, user.id)
+            for item in held:
+                if item.resource_id in self.objects:
+                    self.assignments[item.id] = item
+                    self._assignments_of.setdefault(item.principal_id, {})[item.id] = None
+                    self.changelog.assigned(item.id)
+
+    def purge_user(self, user_id: str) -> None:
+        """Delete a user in the deleted items for good."""
+        with self.lock:
+            user, groups, held = self.deleted_items.pop(canonical_guid(user_id))
+            for group_id in groups:
+                if group_id in self.groups:
+                    self.changelog.membership(group_id, user.id, USER.odata_type)
+            for item in held:
+                self.changelog.unassigned(item.id, item.seq)
+            self.changelog.removed(user.id, user.seq, "user", "deleted")
 
     def add_group(
         self,
@@ -238,6 +299,7 @@ class Tenant(Directory):
             props = new_group(object_id, display_name, timestamp(seq))
             props.update(self._properties(GROUP, graph_fields))
             self.groups[object_id] = self._new_object(GROUP, seq, props, members={})
+            self.changelog.created(object_id)
             for member_id in members:
                 self.add_member(object_id, member_id)
             return object_id
@@ -249,7 +311,9 @@ class Tenant(Directory):
         """Change group properties, named as in Graph or in snake case."""
         with self.lock:
             group = self._group(group_id)
-            group.props = {**group.props, **self._properties(GROUP, graph_fields)}
+            changes = self._properties(GROUP, graph_fields)
+            group.props = {**group.props, **changes}
+            self.changelog.changed(group.id, list(changes))
 
     def add_member(self, group_id: str, member_id: str) -> None:
         """Add any directory object to a group (adding an existing member is a no-op)."""
@@ -259,6 +323,8 @@ class Tenant(Directory):
             if member is group:
                 raise ValueError("A group cannot be a member of itself.")
             assert group.members is not None
+            if member.id not in group.members:
+                self.changelog.membership(group.id, member.id, member.resource.odata_type)
             group.members[member.id] = None
             self._member_of.setdefault(member.id, {})[group.id] = None
 
@@ -269,11 +335,16 @@ class Tenant(Directory):
             assert group.members is not None
             if member_id.lower() not in group.members:
                 raise NotFoundError(member_id)
-            del group.members[member_id.lower()]
-            groups = self._member_of[member_id.lower()]
-            del groups[group.id]
-            if not groups:
-                del self._member_of[member_id.lower()]
+            self._unlink(group, member_id.lower())
+            self.changelog.membership(group.id, member_id.lower(), self.get(member_id).resource.odata_type)
+
+    def _unlink(self, group: DirectoryObject, member_id: str) -> None:
+        assert group.members is not None
+        del group.members[member_id]
+        groups = self._member_of[member_id]
+        del groups[group.id]
+        if not groups:
+            del self._member_of[member_id]
 
     def delete_group(self, group_id: str) -> None:
         """Delete a group; its assignments and memberships (both ways) go with it."""
@@ -283,6 +354,7 @@ class Tenant(Directory):
                 self.remove_member(group.id, member_id)
             self._delete_object(group)
             del self.groups[group.id]
+            self.changelog.removed(group.id, group.seq, "group", "deleted")
 
     def _delete_object(self, obj: DirectoryObject) -> None:
         for group_id in list(self._member_of.get(obj.id, ())):
@@ -335,6 +407,7 @@ class Tenant(Directory):
                 created=timestamp(seq, fraction=True),
             )
             self._assignments_of.setdefault(principal.id, {})[new_id] = None
+            self.changelog.assigned(new_id)
             return new_id
 
     def unassign(self, principal_id: str, app_role_id: str | None = None) -> int:
@@ -349,6 +422,10 @@ class Tenant(Directory):
             return len(removed)
 
     def _drop_assignment(self, item: Assignment) -> None:
+        self._unlink_assignment(item)
+        self.changelog.unassigned(item.id, item.seq)
+
+    def _unlink_assignment(self, item: Assignment) -> None:
         del self.assignments[item.id]
         held = self._assignments_of.get(item.principal_id, {})
         held.pop(item.id, None)
