@@ -212,9 +212,13 @@ class StoreError(SyncdError):
 class GraphError(SyncdError):
     code = "GRAPH_UNAVAILABLE"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, graph_code: str | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.graph_code = graph_code
+        """The error code Graph's answer carried (``syncStateNotFound``), if any."""
 
 
 class SnapshotError(SyncdError):

@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 
 ALLOWED = {
     "model": set(),
+    "mirror": {"model"},
     "changes": {"model"},
     "evidence": {"model"},
     "roles": {"model"},

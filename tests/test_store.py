@@ -4,7 +4,7 @@ named values.  Every store keeps it alike (the ``store`` fixture gives each back
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -238,3 +238,74 @@ class TestStoreContract:
         assert raised.value.code == "STORE_FAILED"
         assert "INSERT" not in raised.value.message
         assert store.reports.users() == []
+
+
+# --------------------------------------------------------------------------- the mirror
+
+
+def _mirror_feed(*, replace: bool, incremental: bool, **parts):
+    from syncd.mirror import Cursor, MirrorFeed
+
+    cursor = Cursor(
+        "https://graph/users-link",
+        "https://graph/groups-link",
+        parts.pop("assignments_link", "a-link"),
+        "id,displayName",
+        datetime(2026, 12, 1, 8, 0, tzinfo=UTC),
+    )
+    return MirrorFeed(cursor, replace=replace, incremental=incremental, **parts)
+
+
+class TestMirrorContract:
+    """What every store keeps of the mirror: exactly what :func:`syncd.mirror.apply_feed` says."""
+
+    def test_a_store_without_a_mirror_loads_none_and_reads_fully(self, store):
+        assert store.load_mirror() is None
+        assert store.reports.reads() == {"mode": "full", "last_full_at": None, "last_incremental_at": None}
+
+    def test_a_full_feed_then_changes_load_back_as_apply_feed_says(self, store):
+        from syncd.mirror import MirrorAssignment, MirrorGroup, apply_feed
+        from syncd.model import SourceUser
+
+        ann = SourceUser(ANN, "ann@contoso.com", None, "Ann", True, {"jobTitle": "Engineer"})
+        bob = SourceUser(BOB, "bob@contoso.com", "bob@contoso.com", "Bob", False, {"jobTitle": None})
+        sales = MirrorGroup(SALES, "Sales", frozenset({ANN, BOB}))
+        direct = MirrorAssignment("a1", ANN, "User", "00000000-0000-0000-0000-000000000000")
+        group = MirrorAssignment("a2", SALES, "Group", "11111111-0000-0000-0000-000000000000")
+        full = _mirror_feed(
+            replace=True, incremental=False, users=(ann, bob), groups=(sales,), assignments=(direct, group)
+        )
+        with store.write() as writer:
+            writer.save_mirror(full)
+        expected = apply_feed(None, full)
+        assert store.load_mirror() == expected
+        reads = store.reports.reads()
+        assert (reads["mode"], reads["last_full_at"], reads["last_incremental_at"]) == (
+            "incremental",
+            "2026-12-01T08:00:00+00:00",
+            None,
+        )
+
+        renamed = MirrorGroup(SALES, "Sales EMEA", frozenset({ANN}))
+        changes = _mirror_feed(
+            replace=False,
+            incremental=True,
+            assignments_link=None,
+            users=(SourceUser(ANN, "ann@contoso.com", None, "Ann B", True, {"jobTitle": None}),),
+            dropped_users=(BOB,),
+            hidden=frozenset({BOB}),
+            groups=(renamed,),
+            dropped_assignments=("a1",),
+        )
+        with store.write() as writer:
+            writer.save_mirror(changes)
+        assert store.load_mirror() == apply_feed(expected, changes)
+        assert store.load_mirror().hidden == {BOB}
+        reads = store.reports.reads()
+        assert reads["mode"] == "incremental (assignments listed)" and reads["last_incremental_at"] is not None
+
+    def test_a_mirror_written_in_a_transaction_that_rolls_back_is_not_kept(self, store):
+        with pytest.raises(RuntimeError), store.write() as writer:
+            writer.save_mirror(_mirror_feed(replace=True, incremental=False))
+            raise RuntimeError("killed before the commit")
+        assert store.load_mirror() is None

@@ -112,7 +112,7 @@ def graph_error(
             code="GRAPH_BAD_RESPONSE",
             status=status,
         )
-    return GraphError(detail, code="GRAPH_BAD_RESPONSE", status=status)
+    return GraphError(detail, code="GRAPH_BAD_RESPONSE", status=status, graph_code=code or None)
 
 
 def is_fatal(error: GraphError) -> bool:

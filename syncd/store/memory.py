@@ -32,17 +32,22 @@ from ..changes import (
     UpdateUser,
 )
 from ..errors import InputError, StoreError
+from ..mirror import Mirror, MirrorFeed, apply_feed, cursor_json
 from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
 from ..runs import RunStatus
 from . import lock as locks
 from .protocol import AuditRow, Rejected, parked_email, refused
 from .rows import (
+    CURSOR_KEY,
+    INCREMENTAL_AT_KEY,
     INTERRUPTED,
     PAUSED_KEY,
     audit_dict,
     check_members,
+    iso,
     local_team,
     local_user,
+    reads_summary,
     run_dict,
     summary_text,
     user_dict,
@@ -87,6 +92,7 @@ class _Tables:
     audit: list[Row] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     next_id: dict[str, int] = field(default_factory=lambda: {"users": 1, "teams": 1, "runs": 1, "audit": 1})
+    mirror: Mirror | None = None
     unique: dict[str, dict[str, int]] = field(
         default_factory=lambda: {"users.email": {}, "users.entra_id": {}, "teams.entra_id": {}}
     )
@@ -101,6 +107,7 @@ class _Tables:
             list(self.audit),
             dict(self.values),
             dict(self.next_id),
+            self.mirror,
             {name: dict(index) for name, index in self.unique.items()},
         )
 
@@ -283,6 +290,9 @@ class MemoryStore:
                     tables.put_member(team.id, member, _member_row("local", now, None))
             tables.next_id["users"] = max([tables.next_id["users"], *(u.id + 1 for u in state.users)])
             tables.next_id["teams"] = max([tables.next_id["teams"], *(t.id + 1 for t in state.teams)])
+
+    def load_mirror(self) -> Mirror | None:
+        return self._read().mirror
 
     # ----------------------------------------------------------------- runs
 
@@ -490,6 +500,15 @@ class MemoryWriter:
         for team_id, user_id in pairs:
             self._tables.put_member(team_id, user_id, _member_row("sync", self._now, run_id))
 
+    # ----------------------------------------------------------------- the mirror
+
+    def save_mirror(self, feed: MirrorFeed) -> None:
+        tables = self._tables
+        tables.mirror = apply_feed(tables.mirror, feed)
+        tables.values[CURSOR_KEY] = cursor_json(feed.cursor)
+        if feed.incremental:
+            tables.values[INCREMENTAL_AT_KEY] = iso(self._now) or ""
+
     # ----------------------------------------------------------------- audit and journal
 
     def write_audit(self, run_id: int, rows: Sequence[AuditRow]) -> None:
@@ -573,6 +592,10 @@ class MemoryReports:
             if row["status"] in (RunStatus.SUCCESS, RunStatus.PARTIAL) and row["finished_at"] is not None
         ]
         return max(finished, default=None)
+
+    def reads(self) -> dict[str, Any]:
+        values = self._store._read().values
+        return reads_summary(values.get(CURSOR_KEY), values.get(INCREMENTAL_AT_KEY))
 
     def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         tables = self._store._read()

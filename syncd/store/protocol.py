@@ -36,6 +36,7 @@ from ..changes import (
     UpdateUser,
 )
 from ..errors import StoreError
+from ..mirror import Mirror, MirrorFeed
 from ..model import StoreState
 
 
@@ -122,6 +123,10 @@ class Writer(Protocol):
         """Entra id -> local id of every managed team, as the transaction sees them now."""
         ...
 
+    def save_mirror(self, feed: MirrorFeed) -> None:
+        """Write what a read taught the mirror, and its cursor (:func:`syncd.mirror.apply_feed`)."""
+        ...
+
     def write_audit(self, run_id: int, rows: Sequence[AuditRow]) -> None:
         """Append the rows to the audit of run ``run_id``, in their order."""
         ...
@@ -160,6 +165,11 @@ class Reports(Protocol):
 
     def last_success_at(self) -> datetime | None:
         """When the newest run that read all of Graph and applied its plan ended (any process's)."""
+        ...
+
+    def reads(self) -> dict[str, Any]:
+        """How Graph is read: ``mode`` (``incremental``, ``incremental (assignments listed)`` or
+        ``full``: no mirror yet), ``last_full_at`` and ``last_incremental_at`` (ISO 8601 or None)."""
         ...
 
     def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
@@ -215,6 +225,10 @@ class Store(Protocol):
 
     def load_state(self) -> StoreState:
         """Every user, team and membership, read consistently."""
+        ...
+
+    def load_mirror(self) -> Mirror | None:
+        """The mirror of Graph the last complete read left, or None (no mirror, or one unreadable)."""
         ...
 
     def write(self) -> AbstractContextManager[Writer]:

@@ -9,9 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InputError
+from ..mirror import cursor_from_json
 from ..model import BUILTIN_USER_TYPES, NAME_LENGTH, email_problem, escape, is_custom_role_id, unstorable
 
 PAUSED_KEY = "paused"
+CURSOR_KEY = "mirror.cursor"
+INCREMENTAL_AT_KEY = "mirror.incremental_at"
 INTERRUPTED = (
     "interrupted: the run ended without recording its outcome (its process was killed, or the database "
     "failed); nothing of it was applied"
@@ -115,3 +118,16 @@ def check_members(emails: Sequence[str], active_by_email: dict[str, bool]) -> No
     inactive = [email for email in emails if not active_by_email[email]]
     if inactive:
         raise InputError(f"inactive users cannot join a team: {', '.join(inactive)}")
+
+
+def reads_summary(cursor_text: str | None, incremental_at: str | None) -> dict[str, Any]:
+    """How Graph is read, from the stored cursor (see :meth:`~syncd.store.protocol.Reports.reads`)."""
+    cursor = cursor_from_json(cursor_text) if cursor_text else None
+    if cursor is None:
+        return {"mode": "full", "last_full_at": None, "last_incremental_at": None}
+    mode = "incremental" if cursor.mode == "delta" else "incremental (assignments listed)"
+    return {
+        "mode": mode,
+        "last_full_at": iso(cursor.full_at),
+        "last_incremental_at": incremental_at,
+    }

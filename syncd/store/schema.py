@@ -154,3 +154,31 @@ sync_state = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+# --------------------------------------------------------------------------- the mirror (syncd.mirror)
+
+mirror_users = Table(
+    "mirror_users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("properties", Text, nullable=False),  # the Graph properties as JSON (syncd.mirror.user_json)
+    Column("hidden", Boolean(create_constraint=False), nullable=False),
+)
+
+mirror_groups = Table(
+    "mirror_groups",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("member_ids", Text, nullable=False),
+)
+
+mirror_assignments = Table(
+    "mirror_assignments",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("principal_id", String(64), nullable=False),
+    Column("principal_type", String(16), nullable=False),
+    Column("app_role_id", String(64), nullable=False),
+)

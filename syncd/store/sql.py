@@ -10,6 +10,7 @@ Every database error leaves here as a :class:`~syncd.errors.StoreError` carrying
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,13 +20,24 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 
-from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
+from ..mirror import Mirror, MirrorAssignment, MirrorGroup, cursor_from_json, user_from_json
+from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
 from .protocol import Rejected, refused
-from .rows import INTERRUPTED, PAUSED_KEY, summary_text
-from .schema import sync_runs, sync_state, team_members, teams, users, utc_now
+from .rows import CURSOR_KEY, INTERRUPTED, PAUSED_KEY, summary_text
+from .schema import (
+    mirror_assignments,
+    mirror_groups,
+    mirror_users,
+    sync_runs,
+    sync_state,
+    team_members,
+    teams,
+    users,
+    utc_now,
+)
 from .sql_reports import SqlLocalAdmin, SqlReports
 from .sql_writer import SqlWriter, run_end
 from .statements import upsert_state
@@ -227,6 +239,37 @@ class SqlStore:
                 StoreTeam(row.id, row.name, row.entra_id, frozenset(members.get(row.id, ()))) for row in team_rows
             ),
         )
+
+    def load_mirror(self) -> Mirror | None:
+        """The stored mirror, read in one consistent snapshot; None without a readable cursor."""
+        reader = self._engine
+        if self.dialect == "postgresql":
+            reader = self._engine.execution_options(isolation_level="REPEATABLE READ")
+        with database_errors(self._url), reader.connect() as connection:
+            text_value = connection.execute(select(sync_state.c.value).where(sync_state.c.key == CURSOR_KEY)).scalar()
+            cursor = cursor_from_json(text_value) if text_value else None
+            if cursor is None:
+                return None
+            users: dict[str, SourceUser] = {}
+            hidden: set[str] = set()
+            for user_id, properties, is_hidden in connection.execute(
+                select(mirror_users.c.id, mirror_users.c.properties, mirror_users.c.hidden)
+            ):
+                if is_hidden:
+                    hidden.add(user_id)
+                else:
+                    users[user_id] = user_from_json(user_id, properties)
+            groups = {
+                group_id: MirrorGroup(group_id, name, frozenset(json.loads(members)))
+                for group_id, name, members in connection.execute(
+                    select(mirror_groups.c.id, mirror_groups.c.display_name, mirror_groups.c.member_ids)
+                )
+            }
+            assignments = {
+                row.id: MirrorAssignment(row.id, row.principal_id, row.principal_type, row.app_role_id)
+                for row in connection.execute(select(mirror_assignments))
+            }
+        return Mirror(users, frozenset(hidden), groups, assignments, cursor)
 
     # ----------------------------------------------------------------- runs
 

@@ -19,8 +19,18 @@ from sqlalchemy.engine import URL
 from ..errors import InputError
 from ..runs import SUCCESS_STATUSES
 from .engine import database_errors
-from .rows import audit_dict, check_members, local_team, local_user, run_dict, user_dict
-from .schema import audit, sync_runs, team_members, teams, users, utc_now
+from .rows import (
+    CURSOR_KEY,
+    INCREMENTAL_AT_KEY,
+    audit_dict,
+    check_members,
+    local_team,
+    local_user,
+    reads_summary,
+    run_dict,
+    user_dict,
+)
+from .schema import audit, sync_runs, sync_state, team_members, teams, users, utc_now
 
 
 class SqlReports:
@@ -88,6 +98,17 @@ class SqlReports:
                 select(func.max(sync_runs.c.finished_at)).where(sync_runs.c.status.in_(SUCCESS_STATUSES))
             ).scalar()
         return moment
+
+    def reads(self) -> dict[str, Any]:
+        with self._read() as connection:
+            values = dict(
+                connection.execute(
+                    select(sync_state.c.key, sync_state.c.value).where(
+                        sync_state.c.key.in_([CURSOR_KEY, INCREMENTAL_AT_KEY])
+                    )
+                ).all()
+            )
+        return reads_summary(values.get(CURSOR_KEY), values.get(INCREMENTAL_AT_KEY))
 
     def audit(self, run_id: int | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         with self._read() as connection:

@@ -9,12 +9,13 @@ planned - leaves a savepoint as :class:`~syncd.store.protocol.Rejected`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exc, select
+from sqlalchemy import Connection, Table, and_, bindparam, exc, select
 from sqlalchemy.engine import URL
 
 from ..changes import (
@@ -31,12 +32,24 @@ from ..changes import (
     UpdateUser,
 )
 from ..errors import StoreError
+from ..mirror import MirrorFeed, cursor_json, user_json
 from ..runs import RUN_STATUSES, RunStatus
 from .bulk import insert_many
 from .engine import database_errors
 from .protocol import AuditRow, Rejected, parked_email
-from .rows import summary_text
-from .schema import audit, sync_runs, team_members, teams, users, utc_now
+from .rows import CURSOR_KEY, INCREMENTAL_AT_KEY, iso, summary_text
+from .schema import (
+    audit,
+    mirror_assignments,
+    mirror_groups,
+    mirror_users,
+    sync_runs,
+    team_members,
+    teams,
+    users,
+    utc_now,
+)
+from .statements import upsert_state
 
 AUDIT_COLUMNS = ("op", "object_kind", "target", "entra_id", "before", "after", "status", "error_code", "message")
 
@@ -53,6 +66,11 @@ def run_end(status: str, *, changes: int, errors: int, summary: dict[str, Any], 
         "summary": summary_text(summary),
         "message": message,
     }
+
+
+def _delete_ids(connection: Connection, table: Table, ids: Sequence[str]) -> None:
+    for start in range(0, len(ids), 500):
+        connection.execute(table.delete().where(table.c.id.in_(ids[start : start + 500])))
 
 
 def _reason(error: BaseException) -> str:
@@ -200,6 +218,47 @@ class SqlWriter:
             pairs,
             {"source": "sync", "added_at": self._now, "added_by_run": run_id},
         )
+
+    # ----------------------------------------------------------------- the mirror
+
+    def save_mirror(self, feed: MirrorFeed) -> None:
+        connection = self._connection
+        if feed.replace:
+            for table in (mirror_users, mirror_groups, mirror_assignments):
+                connection.execute(table.delete())
+        else:
+            connection.execute(mirror_users.delete().where(mirror_users.c.hidden.is_(True)))
+            _delete_ids(connection, mirror_users, [*feed.dropped_users, *(user.id for user in feed.users)])
+            _delete_ids(connection, mirror_groups, [*feed.dropped_groups, *(group.id for group in feed.groups)])
+            _delete_ids(
+                connection, mirror_assignments, [*feed.dropped_assignments, *(item.id for item in feed.assignments)]
+            )
+        written = {user.id for user in feed.users}
+        insert_many(
+            connection,
+            mirror_users,
+            ("id", "properties", "hidden"),
+            [
+                *((user.id, user_json(user), False) for user in feed.users),
+                *((user_id, "{}", True) for user_id in sorted(feed.hidden - written)),
+            ],
+        )
+        insert_many(
+            connection,
+            mirror_groups,
+            ("id", "display_name", "member_ids"),
+            ((group.id, group.display_name, json.dumps(sorted(group.member_ids))) for group in feed.groups),
+        )
+        insert_many(
+            connection,
+            mirror_assignments,
+            ("id", "principal_id", "principal_type", "app_role_id"),
+            ((item.id, item.principal_id, item.principal_type, item.app_role_id) for item in feed.assignments),
+        )
+        dialect = connection.dialect.name
+        connection.execute(upsert_state(dialect, CURSOR_KEY, cursor_json(feed.cursor)))
+        if feed.incremental:
+            connection.execute(upsert_state(dialect, INCREMENTAL_AT_KEY, iso(self._now) or ""))
 
     # ----------------------------------------------------------------- audit and journal
 
