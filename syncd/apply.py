@@ -42,6 +42,7 @@ from .changes import (
     ReplaceTeam,
     UpdateUser,
 )
+from .mirror import MirrorFeed
 from .model import USER_ATTRIBUTES
 from .store.protocol import PARKED_DOMAIN, AuditRow, Rejected, Store, Writer
 
@@ -114,8 +115,12 @@ def apply_plan(
     *,
     finish: Callable[[ApplyResult], RunOutcome] | None = None,
     cancel: threading.Event | None = None,
+    feed: MirrorFeed | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` as run ``run_id`` in one transaction and write its audit rows.
+
+    ``feed`` (what the run's read changes in the store's mirror of Graph, its delta links
+    included) is written in the same transaction: the links advance only with an applied run.
 
     ``finish`` (given what was applied) says how the run ended; that outcome is recorded in the
     same transaction, which then commits.  Once ``cancel`` is set the apply stops before its next
@@ -128,6 +133,9 @@ def apply_plan(
         applier = _Applier(writer, run_id, cancel)
         applier.run(plan)
         result = applier.result()
+        if feed is not None:
+            check(cancel)
+            writer.save_mirror(feed)
         if finish is not None:
             check(cancel)  # the last point at which a stop leaves nothing behind
             outcome = finish(result)

@@ -169,9 +169,14 @@ snapshot_option = click.option(
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--allow-deletes", is_flag=True, help="Report the plan as allowed even past the safety limits.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole application from Graph, not only its changes since the last run.",
+)
 @snapshot_option
 @pass_context
-def plan(context: Context, as_json: bool, allow_deletes: bool, snapshot_path: str | None) -> None:
+def plan(context: Context, as_json: bool, allow_deletes: bool, full: bool, snapshot_path: str | None) -> None:
     """Show the changes a sync would make (a dry run; writes nothing).
 
     Exit 0: nothing wrong; 3: some objects have errors or Graph could not be read completely;
@@ -180,7 +185,12 @@ def plan(context: Context, as_json: bool, allow_deletes: bool, snapshot_path: st
     from .reconcile import RunOptions
 
     _setup_logging(context, dry_run=True)
-    result = _run(context, RunOptions(dry_run=True, allow_deletes=allow_deletes, snapshot_path=snapshot_path))
+    if full and snapshot_path:
+        raise click.UsageError(
+            "--full reads the whole application from Graph; it cannot be combined with --from-snapshot"
+        )
+    options = RunOptions(dry_run=True, allow_deletes=allow_deletes, full=full, snapshot_path=snapshot_path)
+    result = _run(context, options)
     if as_json:
         emit_json(_result_json(result))
     else:
@@ -194,6 +204,11 @@ def plan(context: Context, as_json: bool, allow_deletes: bool, snapshot_path: st
     "--allow-deletes",
     is_flag=True,
     help="Apply even when the plan deactivates or deletes more than the safety limits allow.",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole application from Graph, not only its changes since the last run.",
 )
 @click.option("--user", metavar="UPN_OR_ID", help="Provision one user on demand (only its changes).")
 @click.option("--group", metavar="NAME_OR_ID", help="Provision one group on demand: its team, members and roles.")
@@ -213,6 +228,7 @@ def sync(
     context: Context,
     dry_run: bool,
     allow_deletes: bool,
+    full: bool,
     user: str | None,
     group: str | None,
     wait_seconds: float,
@@ -236,10 +252,15 @@ def sync(
         raise click.UsageError("give --user or --group, not both")
     if (user or group) and snapshot_path:
         raise click.UsageError("--user/--group read Microsoft Graph; they cannot be combined with --from-snapshot")
+    if full and (user or group or snapshot_path):
+        raise click.UsageError(
+            "--full reads the whole application; it cannot be combined with --user, --group or --from-snapshot"
+        )
     _setup_logging(context, dry_run=dry_run)
     options = RunOptions(
         dry_run=dry_run,
         allow_deletes=allow_deletes,
+        full=full,
         snapshot_path=snapshot_path,
         user=user,
         group=group,
@@ -494,7 +515,12 @@ def status(context: Context, as_json: bool) -> None:
     """Provisioning status: paused or not, seats, teams and the last run."""
     store = context.store
     counts = store.reports.counts()
-    data = {"paused": store.is_paused(), **counts, "last_run": store.reports.last_run()}
+    reads = store.reports.reads()
+    from .graph.incremental import tracks
+
+    if not tracks(context.config.sync):
+        reads["mode"] = "full (sync.scope is all or sync.nested_groups is on)"
+    data = {"paused": store.is_paused(), **counts, "last_run": store.reports.last_run(), "reads": reads}
     if as_json:
         emit_json(data)
         return
@@ -509,6 +535,10 @@ def status(context: Context, as_json: bool) -> None:
         )
     else:
         click.echo("Last run: none yet")
+    click.echo(
+        f"Graph reads: {reads['mode']}; last full read {reads['last_full_at'] or 'none yet'}, "
+        f"last incremental {reads['last_incremental_at'] or 'none yet'}"
+    )
 
 
 @cli.command()

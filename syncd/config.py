@@ -122,6 +122,8 @@ class SyncConfig:
     nested_groups: bool = False
     default_user_type: str = "member"
     provision_user_type: bool = True
+    full_every_hours: float = 24.0
+    """An incremental run becomes a full read when the last full read is older than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +319,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "nested_groups": _is_bool,
         "default_user_type": _user_type,
         "provision_user_type": _is_bool,
+        "full_every_hours": _number(0, exclusive=True),
     },
     "roles": {"precedence": _precedence, "map": _role_map},
     "safety": {

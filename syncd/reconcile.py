@@ -24,12 +24,13 @@ from .cancel import check
 from .changes import Plan
 from .config import Config
 from .journal import RunJournal, RunWatch, recorded
+from .mirror import Mirror, MirrorFeed
 from .model import Managed, Snapshot
 from .outcome import RunResult, report
 from .plan import diff
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
-from .source import source_for
+from .source import Source, source_for
 
 if TYPE_CHECKING:
     from .apply import ApplyResult
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncd")
 
-__all__ = ["RunOptions", "RunResult", "RunWatch", "load_snapshot", "make_plan", "run_once"]
+__all__ = ["Planned", "RunOptions", "RunResult", "RunWatch", "load_snapshot", "make_plan", "run_once"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +58,22 @@ class RunOptions:
     applied then, and :class:`~syncd.cancel.Cancelled` is raised."""
     watch: RunWatch | None = None
     """Kept up to date with where the run stands, for a thread that may have to give up on it."""
+    full: bool = False
+    """Read the application in full, not as changes since the last run (``--full``)."""
 
 
-def load_snapshot(
-    config: Config, options: RunOptions, stats: GraphStats | None = None, managed: Managed | None = None
-) -> Snapshot:
-    """The desired state of a run, from the source its options name (:func:`syncd.source.source_for`)."""
-    source = source_for(
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A run's read and its plan: the snapshot, the one plan made from it, and what the read
+    changes in the store's mirror of Graph (written only if the plan is applied)."""
+
+    snapshot: Snapshot
+    plan: Plan
+    feed: MirrorFeed | None = None
+
+
+def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirror: Mirror | None) -> Source:
+    return source_for(
         config,
         snapshot_path=options.snapshot_path,
         user=options.user,
@@ -71,17 +81,29 @@ def load_snapshot(
         progress=options.progress,
         stats=stats,
         cancel=options.cancel,
+        mirror=mirror,
+        full=options.full,
     )
-    return source.read(managed if managed is not None else Managed())
 
 
-def make_plan(
-    config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
-) -> tuple[Snapshot, Plan]:
-    """Source -> plan: the snapshot, read with what the store manages, and the one plan made from it."""
+def load_snapshot(
+    config: Config, options: RunOptions, stats: GraphStats | None = None, managed: Managed | None = None
+) -> Snapshot:
+    """The desired state of a run, from the source its options name (:func:`syncd.source.source_for`)."""
+    return _source(config, options, stats, None).read(managed if managed is not None else Managed())
+
+
+def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None) -> Planned:
+    """Source -> plan: the snapshot, read with what the store manages (and its mirror of Graph,
+    when the run reads the whole application), and the one plan made from it."""
+    from .graph.incremental import tracks
+
     state = store.load_state()
-    snapshot = load_snapshot(config, options, stats, Managed.of(state))
-    return snapshot, diff(snapshot, state, config.policy)
+    whole_application = not (options.snapshot_path or options.user or options.group or options.full)
+    mirror = store.load_mirror() if whole_application and tracks(config.sync) else None
+    source = _source(config, options, stats, mirror)
+    snapshot = source.read(Managed.of(state))
+    return Planned(snapshot, diff(snapshot, state, config.policy), source.feed)
 
 
 def run_once(config: Config, options: RunOptions, store: Store | None = None) -> RunResult:
@@ -129,7 +151,8 @@ def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | 
 
 
 def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
-    snapshot, plan = make_plan(config, options, store, stats)
+    planned = make_plan(config, options, store, stats)
+    snapshot, plan = planned.snapshot, planned.plan
     refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
     code = _verdict(plan, refusals).exit_code
     return RunResult(
@@ -143,7 +166,8 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         with recorded(store, options.trigger, options.watch) as journal:
             return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
     with recorded(store, options.trigger, options.watch) as journal:
-        snapshot, plan = make_plan(config, options, store, stats)
+        planned = make_plan(config, options, store, stats)
+        snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
         for failure in snapshot.failures:
             log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
@@ -152,7 +176,7 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
             return _refused(journal, plan, refusals, snapshot)
         if store.is_paused():
             return _paused(journal, "provisioning was paused while this run read Graph; nothing was changed", plan)
-        return _apply(journal, plan, snapshot, options)
+        return _apply(journal, planned, options)
 
 
 def _paused(journal: RunJournal, message: str, plan: Plan | None = None) -> RunResult:
@@ -173,10 +197,12 @@ def _refused(journal: RunJournal, plan: Plan, refusals: list[safety.Refusal], sn
     )
 
 
-def _apply(journal: RunJournal, plan: Plan, snapshot: Snapshot, options: RunOptions) -> RunResult:
-    """Apply the plan; its outcome is written in the apply's own transaction."""
+def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunResult:
+    """Apply the plan; its outcome, and what the read taught the mirror, are written in the apply's
+    own transaction."""
     from .apply import RunOutcome, apply_plan
 
+    plan, snapshot = planned.plan, planned.snapshot
     check(options.cancel)
     journal.watch.stage = "applying"
     if options.progress is not None and plan.changes:
@@ -186,7 +212,7 @@ def _apply(journal: RunJournal, plan: Plan, snapshot: Snapshot, options: RunOpti
         errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
         return journal.outcome(_verdict(plan, [], applied), errors, summary_line(plan))
 
-    applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel)
+    applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed)
     journal.committed()
     status = _verdict(plan, [], applied)
     result = RunResult(

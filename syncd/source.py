@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .config import Config
+from .mirror import Mirror, MirrorFeed
 from .model import Managed, Snapshot
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ Progress = Callable[[str, int, int], None]
 
 class Source(Protocol):
     """Reads the desired state of one run."""
+
+    feed: MirrorFeed | None
+    """After :meth:`read`: what the read changes in the store's mirror of Graph, written with the
+    run's changes (None: nothing, as for a file, an on-demand read or an incomplete read)."""
 
     def read(self, managed: Managed) -> Snapshot:
         """The snapshot, with the evidence about ``managed`` objects it needs.
@@ -48,6 +53,8 @@ def source_for(
     progress: Progress | None = None,
     stats: GraphStats | None = None,
     cancel: threading.Event | None = None,
+    mirror: Mirror | None = None,
+    full: bool = False,
 ) -> Source:
     """The source of a run: a snapshot file, one user or group on demand, or the whole application."""
     if snapshot_path:
@@ -59,4 +66,4 @@ def source_for(
 
     if user or group:
         return PrincipalSource(config, user=user, group=group, stats=stats, cancel=cancel)
-    return ApplicationSource(config, progress=progress, stats=stats, cancel=cancel)
+    return ApplicationSource(config, progress=progress, stats=stats, cancel=cancel, mirror=mirror, full=full)

@@ -77,7 +77,7 @@ def test_503_on_one_groups_members_deprovisions_nothing_and_exits_non_zero(graph
     for member in graphed.tenant.member_ids(group_id):
         graphed.tenant.remove_member(group_id, member)
     graphed.sim.fail(rf"/groups/{group_id}/(transitiveM|m)embers", status=503, times=None)
-    code, _, err = graphed("sync")
+    code, _, err = graphed("sync", "--full")
     assert code == 3
     assert "GRAPH_UNAVAILABLE" in err or "503" in err
     assert graphed.json("teams") == before
@@ -210,7 +210,7 @@ def test_incomplete_run_still_deactivates_a_user_graph_says_is_deleted(graphed):
     graphed.tenant.delete_user(leaving)
     group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
     graphed.sim.fail(rf"/groups/{group_id}/(transitiveM|m)embers", status=503, times=None)
-    code, _, _ = graphed("sync")
+    code, _, _ = graphed("sync", "--full")
     assert code == 3
     row = user_row(graphed, leaving)
     assert (row["active"], row["inactive_reason"]) == (False, "deleted")

@@ -77,11 +77,19 @@ async def fetch_snapshot_async(
     client: GraphClient, graph: GraphConfig, sync: SyncConfig, *, progress: Progress | None = None
 ) -> Snapshot:
     """The full snapshot of the application (see the module docstring for the reads)."""
+    snapshot, _ = await full_read_async(client, graph, sync, progress=progress)
+    return snapshot
+
+
+async def full_read_async(
+    client: GraphClient, graph: GraphConfig, sync: SyncConfig, *, progress: Progress | None = None
+) -> tuple[Snapshot, Collected]:
+    """The full snapshot, and what was collected on the way (the assignments' ids among it)."""
     report = progress or _silent
     found = Collected()
     service_principal = await read_application(client, graph, found)
     if service_principal is None:
-        return build_snapshot(sync.scope, UNREAD_APPLICATION, [], [], found)
+        return build_snapshot(sync.scope, UNREAD_APPLICATION, [], [], found), found
     assignments = await read_assignments(
         client, service_principal.id, found, on_page=lambda done: report("fetch assignments", done, 0)
     )
@@ -111,7 +119,7 @@ async def fetch_snapshot_async(
         len(found.deleted),
         len(found.failures),
     )
-    return build_snapshot(sync.scope, service_principal, assignments, groups, found)
+    return build_snapshot(sync.scope, service_principal, assignments, groups, found), found
 
 
 async def _read_groups(
@@ -177,7 +185,7 @@ async def _read_all(client: GraphClient, sync: SyncConfig, found: Collected, rep
 # --------------------------------------------------------------------------- entry points
 
 
-def _run(
+def run_with_client(
     graph: GraphConfig,
     stats: GraphStats | None,
     body: Callable[[GraphClient], Any],
@@ -215,7 +223,7 @@ def fetch_snapshot(
     a missing service principal); other failures are listed in ``Snapshot.failures``.  ``stats``
     (if given) accumulates the request counters.
     """
-    result: Snapshot = _run(
+    result: Snapshot = run_with_client(
         graph, stats, lambda client: fetch_snapshot_async(client, graph, sync, progress=progress), cancel
     )
     return result
@@ -235,7 +243,7 @@ def lookup_users(
     ids = list(user_ids)
     if not ids:
         return (), frozenset()
-    result: tuple[tuple[SourceUser, ...], frozenset[str]] = _run(
+    result: tuple[tuple[SourceUser, ...], frozenset[str]] = run_with_client(
         graph, stats, lambda client: lookup_users_async(client, ids), cancel
     )
     return result
@@ -254,7 +262,7 @@ def fetch_principal(
 
     An unknown user or group raises ``SyncdError(code="NOT_FOUND")``.
     """
-    result: Snapshot = _run(
+    result: Snapshot = run_with_client(
         graph, stats, lambda client: fetch_principal_async(client, graph, sync, user=user, group=group), cancel
     )
     return result

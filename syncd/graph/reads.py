@@ -82,6 +82,8 @@ class Collected:
     failures: list[FetchFailure] = field(default_factory=list)
     users: dict[str, SourceUser] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    assignment_ids: dict[Assignment, str] = field(default_factory=dict)
+    """The id of each assignment read (the mirror matches removals by it)."""
 
     def fail(self, error: GraphError, path: str) -> None:
         """Record a non-fatal failure; a 401 is re-raised because it voids the whole fetch."""
@@ -139,6 +141,8 @@ async def read_assignments(
                     continue
                 if assignment is not None:
                     assignments.append(assignment)
+                    if isinstance(item.get("id"), str):
+                        found.assignment_ids[assignment] = item["id"]
             if on_page is not None:
                 on_page(len(assignments))
     except GraphError as error:

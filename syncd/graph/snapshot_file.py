@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import SnapshotError
+from ..mirror import MirrorFeed
 from ..model import (
     DEFAULT_ACCESS_ROLE_ID,
     USER_ATTRIBUTES,
@@ -414,6 +415,8 @@ class SnapshotFileSource:
     It asks Graph nothing: the evidence a file holds (``deletedUserIds``, disabled users,
     ``failures``) is all a replay has.
     """
+
+    feed: MirrorFeed | None = None
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from ..config import Config
 from ..errors import GraphError, SyncdError
 from ..evidence import users_to_ask_about
+from ..mirror import Mirror, MirrorFeed, feed_between
 from ..model import Managed, Snapshot
-from . import fetch
+from . import fetch, incremental
 from .client import GraphStats
+from .delta import selection
 from .fetch import Progress
 
 log = logging.getLogger("syncd")
@@ -20,7 +23,14 @@ log = logging.getLogger("syncd")
 class ApplicationSource:
     """Every assignment of the application, with what Graph says about managed users it left out.
 
-    After the full read, the managed users whose absence only Graph can explain
+    The application is read as one delta round over the store's mirror of it when the mirror can
+    be continued, or in full (:mod:`~syncd.graph.incremental`): when there is no mirror yet, the
+    selected user properties changed, the last full read is older than ``sync.full_every_hours``,
+    ``full`` is asked for, or Graph no longer honours the delta links.  What the read changes in the
+    mirror is :attr:`feed`, which the run writes with its changes, so the links advance only with
+    a run that is applied.
+
+    After the read, the managed users whose absence only Graph can explain
     (:func:`~syncd.evidence.users_to_ask_about`) are looked up by id: a 404 is recorded as deleted,
     a disabled account as disabled.  When that lookup fails the snapshot goes on without it, and
     those users count as unassigned.
@@ -33,16 +43,53 @@ class ApplicationSource:
         progress: Progress | None = None,
         stats: GraphStats | None = None,
         cancel: threading.Event | None = None,
+        mirror: Mirror | None = None,
+        full: bool = False,
+        now: datetime | None = None,
     ) -> None:
         self.config = config
         self.progress = progress
         self.stats = stats
         self.cancel = cancel
+        self.mirror = mirror
+        self.full = full
+        self.now = now
+        self.feed: MirrorFeed | None = None
+        self.incremental = False
+
+    def full_read_reason(self) -> str | None:
+        """Why this run reads the application in full; None when it continues the mirror."""
+        sync = self.config.sync
+        if not incremental.tracks(sync):
+            return "sync.scope is all or sync.nested_groups is on: every run reads in full"
+        if self.full:
+            return "a full read was asked for (--full)"
+        mirror = self.mirror
+        if mirror is None or mirror.cursor is None:
+            return "there is no mirror of Graph yet"
+        if mirror.cursor.selection != selection():
+            return "the selected user properties changed"
+        now = self.now or datetime.now(UTC)
+        if now - mirror.cursor.full_at > timedelta(hours=sync.full_every_hours):
+            return f"the last full read is more than {sync.full_every_hours:g} hours old"
+        return None
 
     def read(self, managed: Managed) -> Snapshot:
-        snapshot = fetch.fetch_snapshot(
-            self.config.graph, self.config.sync, progress=self.progress, stats=self.stats, cancel=self.cancel
+        reason = self.full_read_reason()
+        if reason is not None:
+            log.info("reading the application in full: %s", reason)
+        reading = incremental.read_whole_application(
+            self.config.graph,
+            self.config.sync,
+            None if reason is not None else self.mirror,
+            progress=self.progress,
+            stats=self.stats,
+            cancel=self.cancel,
         )
+        snapshot = reading.snapshot
+        self.incremental = reading.incremental
+        if reading.mirror is not None:
+            self.feed = feed_between(self.mirror or Mirror(), reading.mirror, incremental=reading.incremental)
         unexplained = users_to_ask_about(snapshot, managed, self.config.sync.email_attribute)
         return self.explain(snapshot, unexplained) if unexplained else snapshot
 
@@ -69,6 +116,8 @@ class ApplicationSource:
 
 
 class PrincipalSource:
+    feed: MirrorFeed | None = None
+
     """One user (id, UPN or mail) or one group (id or name), on demand: a partial snapshot.
 
     A name Graph no longer knows is looked up by the Entra id the store holds for that email or

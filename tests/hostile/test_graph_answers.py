@@ -1,8 +1,9 @@
 """A broken or hostile Graph never costs a seat: endless listings, answers from elsewhere,
 malformed objects and answers about the wrong object fail their read, and nothing is deprovisioned.
 
-Each test syncs a tenant once, then syncs again while the simulator answers badly: the run must be
-incomplete (exit 3), the store exactly as it was, and the next healthy run must converge.
+Each test syncs a tenant once, then reads it again in full (``sync --full``) while the simulator
+answers badly: the run must be incomplete (exit 3), the store exactly as it was, and the next
+healthy run must converge.  The same classes of answer in a delta round are in test_delta_answers.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_a_next_link_to_itself_is_a_bad_response_not_an_endless_loop(synced):
     sp = synced.tenant.service_principal_id
     loop = f"{synced.sim.base_url}/servicePrincipals/{sp}/appRoleAssignedTo?$skiptoken=again"
     synced.sim.fail(r"appRoleAssignedTo", status=200, times=None, body={"value": [], "@odata.nextLink": loop})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "GRAPH_BAD_RESPONSE" in err and "nextLink" in err
     assert synced.sim.count("appRoleAssignedTo") <= 3
     assert_nothing_changed_then_converges(synced, before, err, code)
@@ -83,7 +84,7 @@ def test_next_links_that_go_round_in_a_circle_are_a_bad_response(synced):
     )
     synced.sim.fail(r"skiptoken=B", status=200, times=None, body={"value": [], "@odata.nextLink": c})
     synced.sim.fail(r"skiptoken=C", status=200, times=None, body={"value": [], "@odata.nextLink": b})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "GRAPH_BAD_RESPONSE" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
 
@@ -101,7 +102,7 @@ def test_pages_that_repeat_the_same_objects_under_new_links_are_a_bad_response(s
     )
     synced.sim.fail(r"skiptoken=B", status=200, times=None, body={"value": [member], "@odata.nextLink": links[1]})
     synced.sim.fail(r"skiptoken=C", status=200, times=None, body={"value": [member], "@odata.nextLink": links[2]})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "circle" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
 
@@ -117,7 +118,7 @@ def test_a_next_link_to_another_origin_is_never_followed(synced, elsewhere, host
     foreign = f"http://{host}:{elsewhere.port}/v1.0/groups/{group_id}/members?$skiptoken=x"
     body = {"value": [user_member(synced, group_id)], "@odata.nextLink": foreign}
     synced.sim.fail(rf"/groups/{group_id}/members", status=200, times=None, body=body)
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert elsewhere.requests == 0, "a request (and the token) went to another origin"
     assert "outside the configured Graph" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
@@ -129,7 +130,7 @@ def test_a_redirect_of_a_member_read_is_never_followed(synced, elsewhere, status
     group_id = a_group(synced)
     location = f"http://127.0.0.1:{elsewhere.port}/v1.0/groups/{group_id}/members"
     synced.sim.fail(rf"/groups/{group_id}/members", status=status, times=None, body="", headers={"Location": location})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert elsewhere.requests == 0
     assert "redirect" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
@@ -142,7 +143,7 @@ def test_a_service_principal_without_app_roles_demotes_nobody(synced):
     before = state(synced)
     sp = synced.tenant.service_principal_id
     synced.sim.fail(rf"/servicePrincipals/{sp}\?", status=200, times=None, body={"id": sp, "displayName": "Workspace"})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "appRoles" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
 
@@ -155,7 +156,7 @@ def test_an_assignment_whose_principal_type_is_missing_or_unknown_deprovisions_n
     if principal_type is None:
         del broken[0]["principalType"]
     synced.sim.fail(r"appRoleAssignedTo", status=200, times=None, body={"value": broken})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "GRAPH_BAD_RESPONSE" in err
     assert_nothing_changed_then_converges(synced, before, err, code)
 
@@ -170,7 +171,7 @@ def test_a_member_type_in_another_spelling_is_still_a_user(synced, spelling):
         if m in synced.tenant.users
     ]
     synced.sim.fail(rf"/groups/{group_id}/members", status=200, times=None, body={"value": members})
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert code == 0, err
     assert state(synced) == before
 
@@ -181,7 +182,7 @@ def test_a_batch_answer_about_another_user_is_a_bad_response(synced):
     asked, other = direct[0], direct[1]
     impostor = {"id": other, **{k: v for k, v in synced.tenant.get_user(other).items() if k != "id"}}
     synced.sim.fail(rf"/users/{asked}\?", status=200, times=None, body=impostor)
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "GRAPH_BAD_RESPONSE" in err and asked in err
     assert_nothing_changed_then_converges(synced, before, err, code)
 
@@ -196,7 +197,7 @@ def test_a_group_answer_about_another_group_is_a_bad_response(synced):
         times=None,
         body={"id": other, "displayName": "Impostor"},
     )
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert "GRAPH_BAD_RESPONSE" in err
     assert "Impostor" not in {team["name"] for team in synced.json("teams")}
     assert_nothing_changed_then_converges(synced, before, err, code)
@@ -207,14 +208,14 @@ def test_a_group_answer_about_another_group_is_a_bad_response(synced):
 
 def test_a_500_answered_once_is_not_reported_as_after_every_retry(synced):
     synced.sim.fail(r"appRoleAssignedTo", status=500, times=1)
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert code == 3 and "Graph answered 500" in err
     assert "after every retry" not in err and "retr" not in err.split("Graph answered 500", 1)[1].split("\n", 1)[0]
 
 
 def test_a_503_that_outlasts_its_retries_says_how_often_it_was_retried(synced):
     synced.sim.fail(r"appRoleAssignedTo", status=503, times=None, retry_after="0")
-    code, _, err = synced("sync")
+    code, _, err = synced("sync", "--full")
     assert code == 3 and "Graph answered 503" in err and "after 1 retry" in err
 
 

@@ -1,0 +1,239 @@
+"""Reads that keep the mirror: a full read that starts the delta links, and a delta round.
+
+**A full read** takes a ``$deltatoken=latest`` link for users, groups and assignments first, then
+reads the application whole (:func:`~syncd.graph.fetch.full_read_async`); the mirror is that read,
+with those links.  If Graph refuses the assignments' delta (``/directoryObjects/delta``), the
+mirror lists the assignments whole every run instead (listing mode).
+
+**A delta round** reads the application's service principal (its app roles), then the three delta
+rounds concurrently (or the assignments' listing), folds them into the mirror, reads whole any
+group newly assigned (its name and members) and, by ``$batch``, any user newly in scope that the
+round did not describe, and makes the snapshot a full read would give.  Unchanged, that is four
+requests whatever the tenant's size.
+
+Completeness: a round that fails anywhere (a page, a decode, a group's members, a user) feeds
+nothing: the run plans on what it could read, marked incomplete so that nobody is deprovisioned,
+and the mirror and its links stay where they were, so the next run reads the same changes again.
+A link Graph no longer honours raises :class:`~syncd.graph.delta.DeltaExpired`; the caller then
+makes a full read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from ..config import GraphConfig, SyncConfig
+from ..errors import GraphError
+from ..mirror import (
+    Cursor,
+    DeltaRound,
+    Mirror,
+    MirrorAssignment,
+    MirrorGroup,
+    add_groups,
+    drop_purged,
+    fold_assignments_and_groups,
+    fold_users,
+    mirror_of,
+    snapshot_of,
+    with_cursor,
+)
+from ..model import AppRole, Snapshot
+from .classify import is_fatal
+from .client import GraphClient, GraphStats, gather_all
+from .decode import BadResponse
+from .delta import (
+    ASSIGNMENTS_DELTA,
+    GROUPS_DELTA,
+    USERS_DELTA,
+    DeltaExpired,
+    decode_assignments,
+    decode_groups,
+    decode_users,
+    latest,
+    read_round,
+    selection,
+)
+from .fetch import Progress, full_read_async, run_with_client
+from .reads import Collected, read_application, read_assignments, read_group_names, read_members, read_users
+
+log = logging.getLogger("syncd.graph")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a read of the whole application gave: the snapshot, and the mirror it leaves (None: the
+    read cannot be continued by deltas, or was incomplete and feeds nothing)."""
+
+    snapshot: Snapshot
+    mirror: Mirror | None
+    incremental: bool
+
+
+def tracks(sync: SyncConfig) -> bool:
+    """Whether deltas can stand for a full read: assigned scope, direct members only."""
+    return sync.scope == "assigned" and not sync.nested_groups
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+async def read_async(
+    client: GraphClient, graph: GraphConfig, sync: SyncConfig, mirror: Mirror | None, *, progress: Progress | None
+) -> Reading:
+    """A delta round over ``mirror`` when there is one to continue, else (or when Graph no longer
+    honours its links) a full read."""
+    if mirror is not None and mirror.cursor is not None and tracks(sync):
+        try:
+            return await delta_read_async(client, graph, mirror)
+        except DeltaExpired as error:
+            log.warning("%s; reading the application in full", error.message)
+    return await full_read_tracked_async(client, graph, sync, progress=progress)
+
+
+def read_whole_application(
+    graph: GraphConfig,
+    sync: SyncConfig,
+    mirror: Mirror | None,
+    *,
+    progress: Progress | None = None,
+    stats: GraphStats | None = None,
+    cancel: threading.Event | None = None,
+) -> Reading:
+    """The application now: a delta round over ``mirror`` or a full read (:func:`read_async`)."""
+    reading: Reading = run_with_client(
+        graph, stats, lambda client: read_async(client, graph, sync, mirror, progress=progress), cancel
+    )
+    return reading
+
+
+# --------------------------------------------------------------------------- full read
+
+
+async def full_read_tracked_async(
+    client: GraphClient, graph: GraphConfig, sync: SyncConfig, *, progress: Progress | None = None
+) -> Reading:
+    """A full read; with :func:`tracks`, one that starts the delta links the next runs continue."""
+    if not tracks(sync):
+        snapshot, _ = await full_read_async(client, graph, sync, progress=progress)
+        return Reading(snapshot, None, incremental=False)
+    started = datetime.now(UTC)
+    links = await gather_all(
+        _latest_or_none(client, USERS_DELTA, "starting the users' delta"),
+        _latest_or_none(client, GROUPS_DELTA, "starting the groups' delta"),
+        _latest_or_none(client, ASSIGNMENTS_DELTA, "starting the assignments' delta"),
+    )
+    snapshot, found = await full_read_async(client, graph, sync, progress=progress)
+    users_link, groups_link, assignments_link = links
+    if users_link is None or groups_link is None or not snapshot.complete:
+        return Reading(snapshot, None, incremental=False)
+    if assignments_link is None:
+        log.warning(
+            "Graph refused the assignments' delta (/directoryObjects/delta); the application's assignments "
+            "are listed whole every run"
+        )
+    cursor = Cursor(users_link, groups_link, assignments_link, selection(), started)
+    return Reading(snapshot, mirror_of(snapshot, found.assignment_ids, cursor), incremental=False)
+
+
+async def _latest_or_none(client: GraphClient, url: str, what: str) -> str | None:
+    try:
+        return await latest(client, url, what=what)
+    except GraphError as error:
+        if is_fatal(error):
+            raise
+        log.debug("%s: %s", what, error)
+        return None
+
+
+# --------------------------------------------------------------------------- delta round
+
+
+async def delta_read_async(client: GraphClient, graph: GraphConfig, mirror: Mirror) -> Reading:
+    """The application now, from ``mirror`` and one delta round (see the module docstring)."""
+    assert mirror.cursor is not None
+    cursor = mirror.cursor
+    found = Collected()
+    service_principal = await read_application(client, graph, found)
+    if service_principal is None:
+        return Reading(_unread(mirror, (), found), None, incremental=True)
+    try:
+        round_, new_cursor = await _read_round(client, cursor, service_principal.id, found)
+    except DeltaExpired:
+        raise
+    except (GraphError, BadResponse) as error:
+        failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
+        found.fail(failure, "delta")
+        return Reading(_unread(mirror, service_principal.app_roles, found), None, incremental=True)
+
+    folded, new_group_ids = fold_assignments_and_groups(mirror, round_)
+    folded = drop_purged(folded, round_)
+    if new_group_ids:
+        names, members = await gather_all(
+            read_group_names(client, new_group_ids, found),
+            gather_all(*(read_members(client, group_id, nested=False, found=found) for group_id in new_group_ids)),
+        )
+        read_groups = [
+            MirrorGroup(group_id, names[group_id], frozenset(member_ids))
+            for group_id, member_ids in zip(new_group_ids, members, strict=True)
+            if group_id in names and member_ids is not None
+        ]
+        folded = add_groups(folded, read_groups)
+    folded, missing = fold_users(folded, round_, found.users.values())
+    if missing:
+        read = Collected()
+        await read_users(client, missing, read, assigned=True)
+        found.failures.extend(read.failures)
+        folded, _ = fold_users(folded, DeltaRound(), read.users.values())
+    snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
+    if not snapshot.complete:
+        return Reading(snapshot, None, incremental=True)
+    return Reading(snapshot, with_cursor(folded, new_cursor), incremental=True)
+
+
+async def _read_round(
+    client: GraphClient, cursor: Cursor, service_principal_id: str, found: Collected
+) -> tuple[DeltaRound, Cursor]:
+    """The three rounds (or two and the assignments' listing), decoded, and the links after them."""
+    users_read = read_round(client, cursor.users, what="reading the users' changes")
+    groups_read = read_round(client, cursor.groups, what="reading the groups' changes")
+    assignments_link = cursor.assignments
+    if assignments_link is not None:
+        (user_items, users_link), (group_items, groups_link), (assignment_items, assignments_link) = await gather_all(
+            users_read, groups_read, read_round(client, assignments_link, what="reading the assignments' changes")
+        )
+        round_ = DeltaRound(
+            users=decode_users(user_items),
+            groups=decode_groups(group_items),
+            assignments=decode_assignments(assignment_items, service_principal_id),
+        )
+    else:
+        (user_items, users_link), (group_items, groups_link), listed = await gather_all(
+            users_read, groups_read, _list_assignments(client, service_principal_id)
+        )
+        round_ = DeltaRound(
+            users=decode_users(user_items), groups=decode_groups(group_items), listed_assignments=listed
+        )
+    return round_, replace(cursor, users=users_link, groups=groups_link, assignments=assignments_link)
+
+
+async def _list_assignments(client: GraphClient, service_principal_id: str) -> tuple[MirrorAssignment, ...]:
+    """Listing mode: every assignment of the application, with its id; any failure fails the round."""
+    listed = Collected()
+    assignments = await read_assignments(client, service_principal_id, listed)
+    if listed.failures:
+        failure = listed.failures[0]
+        raise GraphError(failure.message, code=failure.code)
+    return tuple(
+        MirrorAssignment(listed.assignment_ids[a], a.principal_id, a.principal_type, a.app_role_id)
+        for a in assignments
+        if a in listed.assignment_ids
+    )
+
+
+def _unread(mirror: Mirror, app_roles: tuple[AppRole, ...], found: Collected) -> Snapshot:
+    """The mirror as it was, with what failed: an incomplete snapshot, which deprovisions nobody."""
+    return replace(snapshot_of(mirror, app_roles), failures=tuple(found.failures))
