@@ -1,0 +1,312 @@
+"""Incremental runs: a run reads only what changed, costs a handful of requests, and ends where a full
+read would.  When a full read is due it makes one; a link advances only with an applied run."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.config import Config, build
+from syncd.reconcile import RunOptions, RunResult, run_once
+from syncd.runs import RunStatus
+from syncd.simulator import Simulator, Tenant, generate_tenant
+from syncd.store import SqlStore, Store
+from syncd.store.rows import CURSOR_KEY
+
+TOKEN = "incremental-test-token"
+DELTA_PATHS = ("/users/delta", "/groups/delta", "/directoryObjects/delta")
+
+
+@dataclass
+class World:
+    sim: Simulator
+    store: SqlStore
+    config: Config
+    folder: Path
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.sim.tenant
+
+    def sync(self, **options: Any) -> RunResult:
+        return run_once(self.config, RunOptions(**options), store=self.store)
+
+    def full_sync_into(self, store: Store) -> RunResult:
+        return run_once(self.config, RunOptions(full=True), store=store)
+
+    def paths(self) -> list[str]:
+        return [target.split("?")[0].removeprefix("/v1.0") for _, target, _ in self.sim.request_log]
+
+    def cursor(self) -> str | None:
+        return self.store.get_state(CURSOR_KEY)
+
+
+def configure(sim: Simulator, folder: Path, store_url: str, **sync: Any) -> Config:
+    token = folder / "token"
+    token.write_text(TOKEN)
+    return build(
+        {
+            "store": {"url": store_url},
+            "graph": {
+                "auth": "token_file",
+                "token_file": str(token),
+                "base_url": sim.base_url,
+                "service_principal_id": sim.tenant.service_principal_id,
+                "max_retries": 0,
+            },
+            "sync": sync,
+            "safety": {"max_deactivations": 10**6, "max_team_deletions": 10**6},
+        },
+        base=folder,
+    )
+
+
+def directory(store: Store) -> tuple[Any, Any]:
+    """What the store holds, by Entra id and email, ids of its own rows left out."""
+    return store.reports.users(), store.reports.teams()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    tenant = generate_tenant(seed=3, users=300, groups=6, direct_assignments=40)
+    with Simulator(tenant, token=TOKEN) as sim:
+        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+        store = SqlStore(config.store.url)
+        store.ensure_schema()
+        try:
+            yield World(sim, store, config, tmp_path)
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def synced(world: World) -> World:
+    first = world.sync()
+    assert first.status == RunStatus.SUCCESS, first.message
+    return world
+
+
+def converges_with_a_full_read(world: World) -> None:
+    assert world.sync(dry_run=True, full=True).plan.changes == (), "a full read finds nothing left to do"
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def test_an_unchanged_run_costs_four_requests(synced: World) -> None:
+    synced.sim.reset_counts()
+    result = synced.sync()
+    assert result.status == RunStatus.SUCCESS and result.applied == 0
+    assert result.graph_requests == 4
+    paths = synced.paths()
+    assert sorted(path for path in paths if path.endswith("/delta")) == sorted(DELTA_PATHS)
+    assert sum(path.startswith("/servicePrincipals/") for path in paths) == 1
+
+
+@pytest.mark.parametrize("users", [50, 2000])
+def test_the_cost_of_an_unchanged_run_does_not_grow_with_the_tenant(tmp_path: Path, users: int) -> None:
+    tenant = generate_tenant(seed=4, users=users, groups=max(2, users // 90), direct_assignments=users // 10)
+    with Simulator(tenant, token=TOKEN) as sim:
+        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+        assert run_once(config, RunOptions()).status == RunStatus.SUCCESS
+        assert run_once(config, RunOptions()).graph_requests == 4
+
+
+def test_graph_refusing_the_assignment_delta_lists_the_assignments_whole(world: World) -> None:
+    world.sim.fail(r"/directoryObjects/delta", status=400, times=None)
+    assert world.sync().status == RunStatus.SUCCESS
+    assert world.store.reports.reads()["mode"] == "incremental (assignments listed)"
+    world.sim.reset_counts()
+    assert world.sync().applied == 0
+    assignments = len(world.tenant.list_assignments())
+    assert world.sim.requests == 3 + math.ceil(assignments / 999)
+    user = next(a["principalId"] for a in world.tenant.list_assignments() if a["principalType"] == "User")
+    world.tenant.unassign(user)
+    result = world.sync()
+    assert result.applied_counts.get("deactivate_user") == 1
+
+
+# --------------------------------------------------------------------------- changes arrive
+
+
+def test_changes_in_graph_reach_the_store_as_a_full_read_would_bring_them(synced: World) -> None:
+    tenant = synced.tenant
+    direct = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User"]
+    groups = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group"]
+    tenant.update_user(direct[0], display_name="Renamed Person", job_title="Chief")
+    tenant.unassign(direct[1])
+    tenant.update_user(direct[2], account_enabled=False)
+    tenant.delete_user(direct[3])
+    tenant.soft_delete_user(direct[4])
+    moved = tenant.member_ids(groups[0])[0]
+    tenant.remove_member(groups[0], moved)
+    tenant.add_member(groups[1], moved)
+    tenant.rename_group(groups[2], "Renamed Group")
+    tenant.unassign(groups[3])
+    newcomer = tenant.add_user("new.person@contoso.com", "New Person")
+    tenant.assign(newcomer)
+    new_group = tenant.add_group("New Group", members=[newcomer, direct[5]])
+    tenant.assign(new_group)
+
+    synced.sim.reset_counts()
+    result = synced.sync()
+    assert result.status == RunStatus.SUCCESS, result.message
+    assert not any(path.endswith("/appRoleAssignedTo") for path in synced.paths()), "no full listing"
+    assert synced.sync(dry_run=True, full=True).plan.changes == (), "a full read finds nothing left to do"
+    users = {row["entra_id"]: row for row in synced.store.reports.users()}
+    assert users[direct[0]]["name"] == "Renamed Person"
+    assert (users[direct[1]]["active"], users[direct[1]]["inactive_reason"]) == (False, "unassigned")
+    assert users[direct[2]]["inactive_reason"] == "disabled"
+    assert users[direct[3]]["inactive_reason"] == "deleted"
+    assert users[direct[4]]["inactive_reason"] == "deleted"
+    assert users[newcomer]["active"]
+    teams = {row["name"]: row for row in synced.store.reports.teams()}
+    assert "Renamed Group" in teams and "New Group" in teams
+
+
+def test_a_restored_user_comes_back_with_its_memberships(synced: World) -> None:
+    tenant = synced.tenant
+    active = {row["entra_id"] for row in synced.store.reports.users() if row["active"]}
+    groups = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group"]
+    member = next(member for group in groups for member in tenant.member_ids(group) if member in active)
+    tenant.soft_delete_user(member)
+    assert synced.sync().applied_counts.get("deactivate_user") == 1
+    tenant.restore_user(member)
+    result = synced.sync()
+    assert result.applied_counts.get("reactivate_user") == 1
+    converges_with_a_full_read(synced)
+
+
+# --------------------------------------------------------------------------- when a full read is due
+
+
+def test_a_link_graph_no_longer_honours_makes_a_full_read(synced: World) -> None:
+    before = synced.store.reports.reads()["last_full_at"]
+    synced.tenant.changelog.reset()
+    synced.sim.reset_counts()
+    result = synced.sync()
+    assert result.status == RunStatus.SUCCESS
+    assert any(path.endswith("/appRoleAssignedTo") for path in synced.paths())
+    assert synced.store.reports.reads()["last_full_at"] >= before
+    synced.sim.reset_counts()
+    assert synced.sync().graph_requests == 4, "and incremental runs follow"
+
+
+def test_an_expired_link_makes_a_full_read(synced: World) -> None:
+    synced.tenant.clock = lambda: 10**9  # eight days and more later, on the tenant's clock
+    synced.sim.reset_counts()
+    assert synced.sync().status == RunStatus.SUCCESS
+    assert any(path.endswith("/appRoleAssignedTo") for path in synced.paths())
+
+
+def _edit_cursor(world: World, **values: Any) -> None:
+    cursor = json.loads(world.cursor() or "{}")
+    cursor.update(values)
+    world.store.set_state(CURSOR_KEY, json.dumps(cursor))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"selection": "id,displayName"},
+        {"full_at": (datetime.now(UTC) - timedelta(hours=25)).isoformat()},
+    ],
+    ids=["another selection", "older than full_every_hours"],
+)
+def test_a_full_read_is_made_when_it_is_due(synced: World, edit: dict[str, str]) -> None:
+    _edit_cursor(synced, **edit)
+    synced.sim.reset_counts()
+    assert synced.sync().status == RunStatus.SUCCESS
+    assert any(path.endswith("/appRoleAssignedTo") for path in synced.paths())
+    synced.sim.reset_counts()
+    assert synced.sync().graph_requests == 4
+
+
+def test_full_asks_for_a_full_read(synced: World) -> None:
+    synced.sim.reset_counts()
+    assert synced.sync(full=True).graph_requests > 4
+    assert any(path.endswith("/appRoleAssignedTo") for path in synced.paths())
+
+
+def test_nested_groups_read_in_full_every_run(tmp_path: Path) -> None:
+    tenant = generate_tenant(seed=5, users=100, groups=3, direct_assignments=10)
+    with Simulator(tenant, token=TOKEN) as sim:
+        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}", nested_groups=True)
+        run_once(config, RunOptions())
+        sim.reset_counts()
+        run_once(config, RunOptions())
+        assert not any("/delta" in target for _, target, _ in sim.request_log)
+        assert any("transitiveMembers" in target for _, target, _ in sim.request_log)
+
+
+# --------------------------------------------------------------------------- the link moves only with an applied run
+
+
+def test_a_dry_run_leaves_the_link_where_it_was(synced: World) -> None:
+    cursor = synced.cursor()
+    user = next(a["principalId"] for a in synced.tenant.list_assignments() if a["principalType"] == "User")
+    synced.tenant.unassign(user)
+    plan = synced.sync(dry_run=True).plan
+    assert [change.op for change in plan.changes] == ["deactivate_user"]
+    assert synced.cursor() == cursor
+    assert synced.sync().applied_counts == {"deactivate_user": 1}, "the change is read again"
+
+
+def test_a_refused_run_leaves_the_link_where_it_was(synced: World) -> None:
+    cursor = synced.cursor()
+    users = [a["principalId"] for a in synced.tenant.list_assignments() if a["principalType"] == "User"]
+    for user in users[:3]:
+        synced.tenant.unassign(user)
+    strict = build(
+        {**_raw(synced.config), "safety": {"max_deactivations": 1, "max_team_deletions": 50}}, base=synced.folder
+    )
+    refused = run_once(strict, RunOptions(), store=synced.store)
+    assert refused.status == RunStatus.REFUSED
+    assert synced.cursor() == cursor
+    assert synced.sync().applied_counts == {"deactivate_user": 3}
+
+
+def test_a_delta_round_that_fails_halfway_feeds_nothing_and_deprovisions_nobody(synced: World) -> None:
+    cursor = synced.cursor()
+    users = [a["principalId"] for a in synced.tenant.list_assignments() if a["principalType"] == "User"]
+    synced.tenant.unassign(users[0])
+    synced.tenant.delete_user(users[1])
+    synced.sim.fail(r"/groups/delta", status=503, times=None)
+    result = synced.sync()
+    assert result.status == RunStatus.INCOMPLETE
+    assert result.applied_counts.get("deactivate_user", 0) == 0, "nobody is deprovisioned by a half-read round"
+    assert synced.cursor() == cursor
+    synced.sim.clear_faults()
+    after = synced.sync()
+    assert after.status == RunStatus.SUCCESS
+    assert after.applied_counts == {"deactivate_user": 2}
+
+
+def test_a_later_page_failing_feeds_nothing(synced: World) -> None:
+    cursor = synced.cursor()
+    for n in range(250):  # more than one page of users' changes
+        synced.tenant.update_user(synced.tenant.user_ids()[n], job_title=f"Title {n}")
+    synced.sim.fail(r"/users/delta", status=200, times=None, body={"value": [{"no": "id"}], "@odata.deltaLink": "x"})
+    result = synced.sync()
+    assert result.status == RunStatus.INCOMPLETE and result.applied == 0
+    assert synced.cursor() == cursor
+
+
+def _raw(config: Config) -> dict[str, Any]:
+    return {
+        "store": {"url": config.store.url},
+        "graph": {
+            "auth": "token_file",
+            "token_file": config.graph.token_file,
+            "base_url": config.graph.base_url,
+            "service_principal_id": config.graph.service_principal_id,
+            "max_retries": 0,
+        },
+    }
