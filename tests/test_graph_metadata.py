@@ -2,7 +2,8 @@
 
 The simulator records each request (``$batch`` items too) of a full cycle with and without nested
 groups, a cycle that lists the directory, a ``scope = "all"`` cycle, on-demand user and group syncs,
-the lookups of users who left, and ``syncd check``.  Each path segment must be an entity set, a
+the lookups of users who left, ``syncd check``, and a full read that starts delta links followed by
+a delta round.  Each path segment must be an entity set, a
 key, a navigation property of the type reached so far, or a bound action of it (never an OData
 cast); each ``$select`` name a property of the type returned (for a directoryObject collection, of
 the user type syncd keeps from it); each property a ``$filter`` compares, a property too.
@@ -24,6 +25,7 @@ import pytest
 
 from syncd.config import SyncConfig
 from syncd.graph import check, fetch_principal, fetch_snapshot, lookup_users
+from syncd.graph.incremental import read_whole_application
 from syncd.simulator import Simulator, Tenant
 from tests.test_graph import configure
 
@@ -75,6 +77,16 @@ def bound_action(name: str, segment: str) -> bool:
     )
 
 
+def collection_function(name: str, segment: str) -> bool:
+    """A function bound to a collection of the type (``/users/delta``)."""
+    return any(
+        operation["name"] == segment
+        and operation["bindingParameter"].startswith("Collection(")
+        and type_name(operation["bindingParameter"]) == name
+        for operation in metadata()["operations"]
+    )
+
+
 _KEYED = re.compile(r"^(?P<set>\w+)\((?P<key>.*)\)$")
 
 
@@ -89,6 +101,9 @@ def returned_type(path: str) -> str:
     current = type_name(entity_sets[entity_set])
     if not keyed:
         if not segments:
+            return current
+        if collection_function(current, segments[0]):
+            assert len(segments) == 1, f"{path}: nothing may follow {segments[0]!r}"
             return current
         segments.pop(0)  # the key
     for segment in segments:
@@ -111,7 +126,10 @@ def check_request(target: str) -> None:
     answered = returned_type(path)
     options = dict(parse_qsl(query, keep_blank_values=True))
     described = KEPT_FROM_DIRECTORY_OBJECTS if answered == "directoryObject" else answered
+    delta = path.endswith("/delta")
     for name in filter(None, options.get("$select", "").split(",")):
+        if delta and navigation(described, name) is not None:
+            continue  # a delta query selects a relationship to track its changes (members@delta)
         assert name in properties(described), f"{target}: $select {name!r} is not a property of {described}"
     for name in re.findall(r"(\w+) (?:eq|ne|in|gt|ge|lt|le) ", options.get("$filter", "")):
         assert name in properties(described), f"{target}: $filter on {name!r}, not a property of {described}"
@@ -145,6 +163,11 @@ def recorded(tmp_path_factory) -> list[str]:
             check(graph, SyncConfig(nested_groups=nested))
         fetch_snapshot(graph, SyncConfig(scope="all"))
         lookup_users(graph, t.user_ids()[:25])
+        first = read_whole_application(graph, SyncConfig(), None)
+        t.update_user(t.user_ids()[4], display_name="Renamed")
+        newcomer = t.add_group("Newcomers", members=t.user_ids()[56:58])
+        t.assign(newcomer)
+        read_whole_application(graph, SyncConfig(), first.mirror)
         sim_targets = [target for _, target, _ in sim.request_log + sim.batch_log]
     return sim_targets
 
@@ -163,6 +186,9 @@ def test_the_recording_covers_every_kind_of_read(recorded):
         "/v1.0/users/{id}/checkMemberGroups",
         "/v1.0/users('$desk@contoso.com')",
         "/v1.0/$batch",
+        "/v1.0/users/delta",
+        "/v1.0/groups/delta",
+        "/v1.0/directoryObjects/delta",
     ):
         assert expected in paths, sorted(paths)
 
@@ -180,6 +206,8 @@ def test_every_request_names_only_what_the_metadata_has(recorded):
         "/v1.0/users/u1?$select=id,jobtitle",
         "/v1.0/groups/g1/members?$select=id,mailNicknames",
         "/v1.0/people/u1",
+        "/v1.0/users/delta/more",
+        "/v1.0/users/delta?$select=id,memberships",
     ],
 )
 def test_the_metadata_check_catches_what_graph_does_not_have(target):
