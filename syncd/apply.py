@@ -44,7 +44,7 @@ from .changes import (
 )
 from .mirror import MirrorFeed
 from .model import USER_ATTRIBUTES
-from .store.protocol import PARKED_DOMAIN, AuditRow, Rejected, Store, Writer
+from .store.protocol import PARKED_DOMAIN, AuditRow, Generations, Rejected, Store, Writer
 
 __all__ = ["FAILED_CODE", "PARKED_DOMAIN", "ApplyResult", "Failure", "RunOutcome", "apply_plan"]
 
@@ -89,6 +89,8 @@ class ApplyResult:
     applied: int = 0
     failed: list[Failure] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    generations: Generations | None = None
+    """The store's generations once the apply commits (see :class:`~syncd.store.protocol.Generations`)."""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +138,7 @@ def apply_plan(
         if feed is not None:
             check(cancel)
             writer.save_mirror(feed)
+        result.generations = writer.bump(state=result.applied > 0, mirror=feed is not None and feed.changes_content)
         if finish is not None:
             check(cancel)  # the last point at which a stop leaves nothing behind
             outcome = finish(result)

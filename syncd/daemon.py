@@ -54,7 +54,7 @@ from .logs import setup_logging
 from .metrics import Metrics, MetricsServer
 from .notify import Notifier, watchdog_interval
 from .outcome import report
-from .reconcile import RunOptions, RunResult, RunWatch, run_once
+from .reconcile import RunMemory, RunOptions, RunResult, RunWatch, run_once
 from .redaction import redact
 
 log = logging.getLogger("syncd.daemon")
@@ -175,6 +175,9 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.cycles_finished = 0
+        self.memory = RunMemory()
+        """What the cycles keep between them (the store's state and mirror, the last plan), each
+        used only while the store's generation says it still holds."""
 
         self._events: collections.deque[str] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
@@ -492,7 +495,7 @@ class Daemon:
     def _run_cycle(self) -> None:
         """The scheduled job: one cycle, its outcome logged, counted and reported; never raises."""
         config = self.config
-        options = RunOptions(trigger="daemon", cancel=threading.Event(), watch=RunWatch())
+        options = RunOptions(trigger="daemon", cancel=threading.Event(), watch=RunWatch(), memory=self.memory)
         with self._state_lock:
             if self._stopping:
                 return

@@ -287,6 +287,12 @@ class MirrorFeed:
     """A full read: the stored mirror is replaced whole."""
     incremental: bool = True
     """Whether the read was a delta round (False: a full read)."""
+    hidden_changed: bool = False
+
+    @property
+    def changes_content(self) -> bool:
+        """Whether the mirror's content changes (not only its cursor)."""
+        return self.replace or self.hidden_changed or self.size > 0
 
     @property
     def size(self) -> int:
@@ -323,6 +329,7 @@ def feed_between(old: Mirror, new: Mirror, *, incremental: bool) -> MirrorFeed:
         assignments=tuple(item for key, item in new.assignments.items() if old.assignments.get(key) != item),
         dropped_assignments=tuple(key for key in old.assignments if key not in new.assignments),
         incremental=True,
+        hidden_changed=new.hidden != old.hidden,
     )
 
 

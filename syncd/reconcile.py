@@ -25,7 +25,7 @@ from .changes import Plan
 from .config import Config
 from .journal import RunJournal, RunWatch, recorded
 from .mirror import Mirror, MirrorFeed
-from .model import Managed, Snapshot
+from .model import Managed, Policy, Snapshot, StoreState
 from .outcome import RunResult, report
 from .plan import diff
 from .render import describe, describe_problem, summary_line
@@ -35,11 +35,11 @@ from .source import Source, source_for
 if TYPE_CHECKING:
     from .apply import ApplyResult
     from .graph.client import GraphStats
-    from .store import Store
+    from .store import Generations, Store
 
 log = logging.getLogger("syncd")
 
-__all__ = ["Planned", "RunOptions", "RunResult", "RunWatch", "load_snapshot", "make_plan", "run_once"]
+__all__ = ["Planned", "RunMemory", "RunOptions", "RunResult", "RunWatch", "load_snapshot", "make_plan", "run_once"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,57 @@ class RunOptions:
     """Kept up to date with where the run stands, for a thread that may have to give up on it."""
     full: bool = False
     """Read the application in full, not as changes since the last run (``--full``)."""
+    memory: RunMemory | None = None
+    """What the process keeps between its runs (the daemon's cycles): see :class:`RunMemory`."""
+
+
+@dataclass(slots=True)
+class RunMemory:
+    """What a process that runs again and again (the daemon) keeps between runs, to skip work whose
+    inputs did not change.  Nothing here changes a result: a copy is used only while the store's
+    generation says it is still the store's (:class:`~syncd.store.protocol.Generations`), and a plan
+    is reused only for the very snapshot, state and policy it was made from (planning is a pure
+    function of them)."""
+
+    state: StoreState | None = None
+    managed: Managed | None = None
+    state_generation: str | None = None
+    mirror: Mirror | None = None
+    mirror_generation: str | None = None
+    last: tuple[Snapshot, StoreState, Policy, Plan] | None = None
+
+    def state_for(self, store: Store, generations: Generations) -> tuple[StoreState, Managed]:
+        if self.state is None or self.managed is None or self.state_generation != generations.state:
+            self.state = store.load_state()
+            self.managed = Managed.of(self.state)
+            self.state_generation = generations.state
+        return self.state, self.managed
+
+    def mirror_for(self, store: Store, generations: Generations) -> Mirror | None:
+        if self.mirror is None or self.mirror_generation != generations.mirror:
+            self.mirror = store.load_mirror()
+            self.mirror_generation = generations.mirror
+        return self.mirror
+
+    def plan_for(self, snapshot: Snapshot, state: StoreState, policy: Policy) -> Plan | None:
+        if self.last is None:
+            return None
+        last_snapshot, last_state, last_policy, plan = self.last
+        if last_state is state and last_policy == policy and last_snapshot == snapshot:
+            return plan
+        return None
+
+    def applied(self, planned: Planned, generations: Generations | None) -> None:
+        """After a run's commit: what the store now holds, as far as this process knows it."""
+        if generations is None:
+            self.state = self.mirror = None
+            return
+        if generations.state != self.state_generation:
+            self.state = self.managed = None  # the run changed users or teams: read them again
+        if planned.mirror is not None:
+            self.mirror, self.mirror_generation = planned.mirror, generations.mirror
+        elif generations.mirror != self.mirror_generation:
+            self.mirror = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +121,8 @@ class Planned:
     snapshot: Snapshot
     plan: Plan
     feed: MirrorFeed | None = None
+    mirror: Mirror | None = None
+    """The mirror as the feed leaves it."""
 
 
 def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirror: Mirror | None) -> Source:
@@ -98,12 +151,25 @@ def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphSta
     when the run reads the whole application), and the one plan made from it."""
     from .graph.incremental import tracks
 
-    state = store.load_state()
+    memory = options.memory
     whole_application = not (options.snapshot_path or options.user or options.group or options.full)
-    mirror = store.load_mirror() if whole_application and tracks(config.sync) else None
+    continues = whole_application and tracks(config.sync)
+    if memory is not None:
+        generations = store.generations()
+        state, managed = memory.state_for(store, generations)
+        mirror = memory.mirror_for(store, generations) if continues else None
+    else:
+        state = store.load_state()
+        managed = Managed.of(state)
+        mirror = store.load_mirror() if continues else None
     source = _source(config, options, stats, mirror)
-    snapshot = source.read(Managed.of(state))
-    return Planned(snapshot, diff(snapshot, state, config.policy), source.feed)
+    snapshot = source.read(managed)
+    plan = memory.plan_for(snapshot, state, config.policy) if memory is not None else None
+    if plan is None:
+        plan = diff(snapshot, state, config.policy)
+        if memory is not None:
+            memory.last = (snapshot, state, config.policy, plan)
+    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None))
 
 
 def run_once(config: Config, options: RunOptions, store: Store | None = None) -> RunResult:
@@ -214,6 +280,8 @@ def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunRes
 
     applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed)
     journal.committed()
+    if options.memory is not None:
+        options.memory.applied(planned, applied.generations)
     status = _verdict(plan, [], applied)
     result = RunResult(
         status,

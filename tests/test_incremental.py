@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from syncd.config import Config, build
-from syncd.reconcile import RunOptions, RunResult, run_once
+from syncd.reconcile import RunMemory, RunOptions, RunResult, run_once
 from syncd.runs import RunStatus
 from syncd.simulator import Simulator, Tenant, generate_tenant
 from syncd.store import SqlStore, Store
@@ -310,3 +310,36 @@ def _raw(config: Config) -> dict[str, Any]:
             "max_retries": 0,
         },
     }
+
+
+# --------------------------------------------------------------------------- what a process keeps between runs
+
+
+def test_memory_between_runs_skips_nothing_another_process_changed(synced: World) -> None:
+    memory = RunMemory()
+    assert synced.sync(memory=memory).applied == 0
+    assert synced.sync(memory=memory).applied == 0
+    user = next(row for row in synced.store.reports.users() if row["active"] and row["entra_id"])
+    synced.tenant.unassign(user["entra_id"])
+    for group in synced.tenant.group_ids():
+        if user["entra_id"] in synced.tenant.member_ids(group):
+            synced.tenant.remove_member(group, user["entra_id"])
+    with SqlStore(synced.config.store.url) as other:  # another process: a cron run, the other daemon
+        assert run_once(synced.config, RunOptions(), store=other).applied_counts["deactivate_user"] == 1
+        other.local.create_user("local.person@contoso.com", "Local Person")
+    result = synced.sync(memory=memory)
+    assert result.status == RunStatus.SUCCESS and result.applied == 0, result.plan.changes
+    assert synced.sync(dry_run=True, full=True).plan.changes == ()
+
+
+def test_memory_reuses_a_plan_only_for_the_same_snapshot_state_and_policy(synced: World) -> None:
+    memory = RunMemory()
+    synced.sync(memory=memory)
+    synced.sync(memory=memory)
+    reused = memory.last
+    assert reused is not None
+    assert synced.sync(memory=memory).plan is reused[3], "nothing changed: the same plan"
+    strict = build({**_raw(synced.config), "roles": {"map": {"Billing Manager": "viewer"}}}, base=synced.folder)
+    changed = run_once(strict, RunOptions(memory=memory), store=synced.store)
+    assert changed.plan is not reused[3]
+    assert changed.applied_counts.get("update_user", 0) > 0, "a new policy is planned anew"

@@ -55,6 +55,8 @@ class ApplicationSource:
         self.full = full
         self.now = now
         self.feed: MirrorFeed | None = None
+        self.mirror_after: Mirror | None = None
+        """The mirror as :attr:`feed` leaves it."""
         self.incremental = False
 
     def full_read_reason(self) -> str | None:
@@ -90,6 +92,7 @@ class ApplicationSource:
         self.incremental = reading.incremental
         if reading.mirror is not None:
             self.feed = feed_between(self.mirror or Mirror(), reading.mirror, incremental=reading.incremental)
+            self.mirror_after = reading.mirror
         unexplained = users_to_ask_about(snapshot, managed, self.config.sync.email_attribute)
         return self.explain(snapshot, unexplained) if unexplained else snapshot
 

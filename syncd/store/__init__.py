@@ -6,11 +6,11 @@ this process's memory, for tests and demos.  Both pass one contract test class.
 """
 
 from .memory import MemoryStore, MemoryWriter
-from .protocol import AuditRow, LocalAdmin, Rejected, Reports, Store, Writer
+from .protocol import AuditRow, Generations, LocalAdmin, Rejected, Reports, Store, Writer
 from .sql import SqlStore
 from .sql_writer import SqlWriter
 
-__all__ = ["AuditRow", "LocalAdmin", "MemoryStore", "Rejected", "Reports", "SqlStore", "Store", "Writer"]
+__all__ = ["AuditRow", "Generations", "LocalAdmin", "MemoryStore", "Rejected", "Reports", "SqlStore", "Store", "Writer"]
 
 
 def _implementations(

@@ -36,7 +36,16 @@ from ..mirror import Mirror, MirrorFeed, apply_feed, cursor_json
 from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
 from ..runs import RunStatus
 from . import lock as locks
-from .protocol import AuditRow, Rejected, parked_email, refused
+from .protocol import (
+    MIRROR_GENERATION_KEY,
+    STATE_GENERATION_KEY,
+    AuditRow,
+    Generations,
+    Rejected,
+    new_generation,
+    parked_email,
+    refused,
+)
 from .rows import (
     CURSOR_KEY,
     INCREMENTAL_AT_KEY,
@@ -294,6 +303,10 @@ class MemoryStore:
     def load_mirror(self) -> Mirror | None:
         return self._read().mirror
 
+    def generations(self) -> Generations:
+        values = self._read().values
+        return Generations(values.get(STATE_GENERATION_KEY, ""), values.get(MIRROR_GENERATION_KEY, ""))
+
     # ----------------------------------------------------------------- runs
 
     def begin_run(self, trigger: str, dry_run: bool = False) -> int:
@@ -509,6 +522,14 @@ class MemoryWriter:
         if feed.incremental:
             tables.values[INCREMENTAL_AT_KEY] = iso(self._now) or ""
 
+    def bump(self, *, state: bool, mirror: bool) -> Generations:
+        values = self._tables.values
+        if state:
+            values[STATE_GENERATION_KEY] = new_generation()
+        if mirror:
+            values[MIRROR_GENERATION_KEY] = new_generation()
+        return Generations(values.get(STATE_GENERATION_KEY, ""), values.get(MIRROR_GENERATION_KEY, ""))
+
     # ----------------------------------------------------------------- audit and journal
 
     def write_audit(self, run_id: int, rows: Sequence[AuditRow]) -> None:
@@ -634,6 +655,7 @@ class MemoryLocalAdmin:
                 "deactivated_at": None,
             }
             tables.put_user(row)
+            tables.values[STATE_GENERATION_KEY] = new_generation()
         return user_dict(_Row(row))
 
     def create_team(self, name: str, member_emails: Sequence[str] = ()) -> dict[str, Any]:
@@ -648,4 +670,5 @@ class MemoryLocalAdmin:
             tables.put_team({"id": team_id, "name": name, "entra_id": None, "created_at": now, "updated_at": now})
             for email in emails:
                 tables.put_member(team_id, by_email[email]["id"], _member_row("local", now, None))
+            tables.values[STATE_GENERATION_KEY] = new_generation()
         return {"name": name, "entra_id": None, "managed": False, "members": emails}

@@ -17,6 +17,7 @@ no longer there as planned - raises :class:`Rejected`; every other failure is a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -72,6 +73,24 @@ def parked_email(user_id: int) -> str:
     return f"user-{user_id}@{PARKED_DOMAIN}"
 
 
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """Tokens that change whenever the store's users, teams and memberships (``state``) or its mirror
+    of Graph (``mirror``) change, whoever changes them: a process that keeps either in memory between
+    runs (the daemon) knows with one query whether its copy still holds."""
+
+    state: str = ""
+    mirror: str = ""
+
+
+STATE_GENERATION_KEY = "generation.state"
+MIRROR_GENERATION_KEY = "generation.mirror"
+
+
+def new_generation() -> str:
+    return uuid.uuid4().hex
+
+
 class Writer(Protocol):
     """One write transaction.  Each method carries out a group of same-kind changes at once."""
 
@@ -125,6 +144,11 @@ class Writer(Protocol):
 
     def save_mirror(self, feed: MirrorFeed) -> None:
         """Write what a read taught the mirror, and its cursor (:func:`syncd.mirror.apply_feed`)."""
+        ...
+
+    def bump(self, *, state: bool, mirror: bool) -> Generations:
+        """Give the state and/or the mirror a new generation in this transaction; the generations
+        they have once it commits."""
         ...
 
     def write_audit(self, run_id: int, rows: Sequence[AuditRow]) -> None:
@@ -225,6 +249,10 @@ class Store(Protocol):
 
     def load_state(self) -> StoreState:
         """Every user, team and membership, read consistently."""
+        ...
+
+    def generations(self) -> Generations:
+        """The current generations of the state and the mirror (one cheap read)."""
         ...
 
     def load_mirror(self) -> Mirror | None:

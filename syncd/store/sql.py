@@ -25,7 +25,7 @@ from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUse
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
-from .protocol import Rejected, refused
+from .protocol import Generations, Rejected, refused
 from .rows import CURSOR_KEY, INTERRUPTED, PAUSED_KEY, summary_text
 from .schema import (
     mirror_assignments,
@@ -39,7 +39,7 @@ from .schema import (
     utc_now,
 )
 from .sql_reports import SqlLocalAdmin, SqlReports
-from .sql_writer import SqlWriter, run_end
+from .sql_writer import SqlWriter, read_generations, run_end
 from .statements import upsert_state
 
 
@@ -203,42 +203,47 @@ class SqlStore:
         if self.dialect == "postgresql":
             reader = self._engine.execution_options(isolation_level="REPEATABLE READ")
         with database_errors(self._url), reader.connect() as connection:
-            user_rows = connection.execute(
-                select(
-                    users.c.id,
-                    users.c.email,
-                    users.c.name,
-                    users.c.user_type,
-                    users.c.active,
-                    users.c.entra_id,
-                    users.c.inactive_reason,
-                    *(users.c[attribute.field] for attribute in USER_ATTRIBUTES),
-                ).order_by(users.c.id)
-            ).all()
+            columns = [
+                users.c.id,
+                users.c.email,
+                users.c.name,
+                users.c.user_type,
+                users.c.active,
+                users.c.entra_id,
+                users.c.inactive_reason,
+                *(users.c[attribute.field] for attribute in USER_ATTRIBUTES),
+            ]
+            user_rows = connection.execute(select(*columns).order_by(users.c.id)).all()
             team_rows = connection.execute(
                 select(teams.c.id, teams.c.name, teams.c.entra_id).order_by(teams.c.id)
             ).all()
             members: dict[int, list[int]] = defaultdict(list)
             for team_id, user_id in connection.execute(select(team_members.c.team_id, team_members.c.user_id)):
                 members[team_id].append(user_id)
+        fields = [attribute.field for attribute in USER_ATTRIBUTES]
         return StoreState(
             users=tuple(
                 StoreUser(
-                    row.id,
-                    row.email,
-                    row.name,
-                    row.user_type,
-                    bool(row.active),
-                    row.entra_id,
-                    row.inactive_reason,
-                    {attribute.field: row._mapping[attribute.field] for attribute in USER_ATTRIBUTES},
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    bool(row[4]),
+                    row[5],
+                    row[6],
+                    dict(zip(fields, row[7:], strict=True)),
                 )
                 for row in user_rows
             ),
             teams=tuple(
-                StoreTeam(row.id, row.name, row.entra_id, frozenset(members.get(row.id, ()))) for row in team_rows
+                StoreTeam(team_id, name, entra_id, frozenset(members.get(team_id, ())))
+                for team_id, name, entra_id in team_rows
             ),
         )
+
+    def generations(self) -> Generations:
+        with self._read() as connection:
+            return read_generations(connection)
 
     def load_mirror(self) -> Mirror | None:
         """The stored mirror, read in one consistent snapshot; None without a readable cursor."""

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from ..errors import InputError
 from ..runs import SUCCESS_STATUSES
 from .engine import database_errors
+from .protocol import STATE_GENERATION_KEY, new_generation
 from .rows import (
     CURSOR_KEY,
     INCREMENTAL_AT_KEY,
@@ -31,6 +32,7 @@ from .rows import (
     user_dict,
 )
 from .schema import audit, sync_runs, sync_state, team_members, teams, users, utc_now
+from .statements import upsert_state
 
 
 class SqlReports:
@@ -150,6 +152,7 @@ class SqlLocalAdmin:
                 )
             )
             row = connection.execute(select(users).where(users.c.email == email)).one()
+            connection.execute(upsert_state(connection.dialect.name, STATE_GENERATION_KEY, new_generation()))
         return user_dict(row)
 
     def create_team(self, name: str, member_emails: Sequence[str] = ()) -> dict[str, Any]:
@@ -186,4 +189,5 @@ class SqlLocalAdmin:
                         for email in emails
                     ],
                 )
+            connection.execute(upsert_state(connection.dialect.name, STATE_GENERATION_KEY, new_generation()))
         return {"name": name, "entra_id": None, "managed": False, "members": emails}

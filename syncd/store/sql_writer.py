@@ -36,7 +36,15 @@ from ..mirror import MirrorFeed, cursor_json, user_json
 from ..runs import RUN_STATUSES, RunStatus
 from .bulk import insert_many
 from .engine import database_errors
-from .protocol import AuditRow, Rejected, parked_email
+from .protocol import (
+    MIRROR_GENERATION_KEY,
+    STATE_GENERATION_KEY,
+    AuditRow,
+    Generations,
+    Rejected,
+    new_generation,
+    parked_email,
+)
 from .rows import CURSOR_KEY, INCREMENTAL_AT_KEY, iso, summary_text
 from .schema import (
     audit,
@@ -44,6 +52,7 @@ from .schema import (
     mirror_groups,
     mirror_users,
     sync_runs,
+    sync_state,
     team_members,
     teams,
     users,
@@ -66,6 +75,17 @@ def run_end(status: str, *, changes: int, errors: int, summary: dict[str, Any], 
         "summary": summary_text(summary),
         "message": message,
     }
+
+
+def read_generations(connection: Connection) -> Generations:
+    rows = dict(
+        connection.execute(
+            select(sync_state.c.key, sync_state.c.value).where(
+                sync_state.c.key.in_([STATE_GENERATION_KEY, MIRROR_GENERATION_KEY])
+            )
+        ).all()
+    )
+    return Generations(rows.get(STATE_GENERATION_KEY, ""), rows.get(MIRROR_GENERATION_KEY, ""))
 
 
 def _delete_ids(connection: Connection, table: Table, ids: Sequence[str]) -> None:
@@ -259,6 +279,13 @@ class SqlWriter:
         connection.execute(upsert_state(dialect, CURSOR_KEY, cursor_json(feed.cursor)))
         if feed.incremental:
             connection.execute(upsert_state(dialect, INCREMENTAL_AT_KEY, iso(self._now) or ""))
+
+    def bump(self, *, state: bool, mirror: bool) -> Generations:
+        dialect = self._connection.dialect.name
+        for wanted, key in ((state, STATE_GENERATION_KEY), (mirror, MIRROR_GENERATION_KEY)):
+            if wanted:
+                self._connection.execute(upsert_state(dialect, key, new_generation()))
+        return read_generations(self._connection)
 
     # ----------------------------------------------------------------- audit and journal
 
