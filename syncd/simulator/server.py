@@ -56,6 +56,10 @@ class Simulator:
         self._stats_lock = threading.Lock()
         self._log: list[LogEntry] = []
         self._batch_log: list[LogEntry] = []
+        self.captured: list[tuple[str, str, dict[str, str], bytes]] | None = None
+        """With a list here, every Graph request is appended as (method, path and query, headers
+        that change the answer, body): a benchmark replays them to measure the floor a bare HTTP
+        client reaches."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,6 +206,13 @@ class Simulator:
             return control.handle(self, method, unquote(raw_path), body)
         response = self._serve_graph(method, raw_target, headers, body, in_batch=False)
         self._record(self._log, method, raw_target, response.status)
+        captured = self.captured
+        if captured is not None:
+            kept: dict[str, str] = {
+                name: headers[name] for name in ("consistencylevel", "content-type") if name in headers
+            }
+            with self._stats_lock:
+                captured.append((method, raw_target, kept, body))
         return response
 
     def _serve_batch_item(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
@@ -268,6 +279,7 @@ class Simulator:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops the connections of a client that opens 8 at once
     simulator: Simulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
