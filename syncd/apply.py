@@ -27,7 +27,6 @@ from typing import Any
 
 from .cancel import check
 from .changes import (
-    USER_FIELDS,
     AddMember,
     AdoptUser,
     Change,
@@ -50,6 +49,7 @@ __all__ = ["FAILED_CODE", "PARKED_DOMAIN", "ApplyResult", "Failure", "RunOutcome
 
 UNAUDITED = frozenset(attribute.field for attribute in USER_ATTRIBUTES if not attribute.audited)
 """Attributes the audit leaves out of its before and after (the registry says which)."""
+AUDITED_ATTRIBUTES = tuple(attribute.field for attribute in USER_ATTRIBUTES if attribute.audited)
 
 FAILED_CODE = "APPLY_FAILED"
 
@@ -375,7 +375,13 @@ def _new_email(change: UpdateUser) -> str | None:
 def _audit_values(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The object before and after the change, as far as the change touches it."""
     if isinstance(change, CreateUser):
-        return None, {name: getattr(change, name) for name in USER_FIELDS if name not in UNAUDITED}
+        attributes = change.attributes
+        return None, {
+            "email": change.email,
+            "name": change.name,
+            **{field: attributes.get(field) for field in AUDITED_ATTRIBUTES},
+            "user_type": change.user_type,
+        }
     if isinstance(change, AddMember):
         return None, {"member": change.email, "user_entra_id": change.user_entra_id}
     before = {name: old for name, old, _ in change.fields if name not in UNAUDITED}

@@ -12,10 +12,12 @@ what the store holds.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -175,11 +177,40 @@ def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphSta
 def run_once(config: Config, options: RunOptions, store: Store | None = None) -> RunResult:
     """Reconcile once.  Raises :class:`SyncdError` for errors that abort before anything is written,
     and :class:`~syncd.cancel.Cancelled` when ``options.cancel`` stopped it (nothing written either)."""
+    check(options.cancel)
+    started = time.monotonic()
+    with _cycle_collection_paused():
+        result = _run(config, options, store)
+    result.duration = time.monotonic() - started
+    if result.run_id is not None and options.trigger != "daemon":  # the daemon reports its cycles itself
+        try:
+            report(log, result)
+        except KeyboardInterrupt:
+            _interrupted_after_commit(result)
+    return result
+
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the run, and resumed after it.
+
+    A run holds a few objects per user (hundreds of thousands at 100,000 users) that form no
+    cycles; each full collection walks all of them, which measured 15 to 20 percent of a large
+    run.  Memory is still freed by reference counting as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run(config: Config, options: RunOptions, store: Store | None) -> RunResult:
     from .graph.client import GraphStats
     from .store import SqlStore
 
-    check(options.cancel)
-    started = time.monotonic()
     own_store = store is None
     if store is None:
         store = SqlStore(config.store.url)
@@ -195,14 +226,8 @@ def run_once(config: Config, options: RunOptions, store: Store | None = None) ->
     finally:
         if own_store:
             store.close()
-    result.duration = time.monotonic() - started
     result.graph_requests = stats.requests
     result.graph_throttled = stats.throttled
-    if result.run_id is not None and options.trigger != "daemon":  # the daemon reports its cycles itself
-        try:
-            report(log, result)
-        except KeyboardInterrupt:
-            _interrupted_after_commit(result)
     return result
 
 
@@ -310,7 +335,7 @@ def _log_applied(result: RunResult, applied: ApplyResult, options: RunOptions) -
     try:
         if options.progress is not None and plan.changes:
             options.progress("apply changes", len(plan.changes), len(plan.changes))
-        for change in plan.changes:
+        for change in plan.changes if log.isEnabledFor(logging.INFO) else ():
             if id(change) in failed_ids:
                 continue
             if cancel is not None and cancel.is_set():
