@@ -91,6 +91,11 @@ class ApplyResult:
     counts: dict[str, int] = field(default_factory=dict)
     generations: Generations | None = None
     """The store's generations once the apply commits (see :class:`~syncd.store.protocol.Generations`)."""
+    generations_before: Generations | None = None
+    """The generations the apply found, before its own changes."""
+    user_ids: dict[str, int] = field(default_factory=dict)
+    """Entra id -> local id of every user the plan created (when all of the plan was applied)."""
+    team_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -138,7 +143,12 @@ def apply_plan(
         if feed is not None:
             check(cancel)
             writer.save_mirror(feed)
+        result.generations_before = writer.generations()
         result.generations = writer.bump(state=result.applied > 0, mirror=feed is not None and feed.changes_content)
+        if not result.failed and result.counts.get("create_user"):
+            result.user_ids = writer.user_ids()
+        if not result.failed and result.counts.get("create_team"):
+            result.team_ids = writer.team_ids()
         if finish is not None:
             check(cancel)  # the last point at which a stop leaves nothing behind
             outcome = finish(result)

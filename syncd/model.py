@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 BUILTIN_USER_TYPES = ("admin", "member", "viewer", "guest")
@@ -62,6 +62,10 @@ class SourceUser:
     display_name: str | None = None
     account_enabled: bool | None = True
     attributes: Mapping[str, str | None] = field(default_factory=dict)
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Values derived from this user alone (its email, its name), kept once computed.  The mirror
+    keeps the same objects from one run of a daemon to the next, so an unchanged user costs nothing
+    to normalise again; two users equal in every field are equal whatever they hold here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,15 +430,24 @@ def email_problem(email: str) -> str | None:
 
 def user_email(user: SourceUser, attribute: str = "userPrincipalName") -> str | None:
     """The email (and username) syncd stores for a Graph user, or None when it has none usable."""
+    key = ("email", attribute)
+    derived = user.derived
+    if key in derived:
+        cached: str | None = derived[key]
+        return cached
     raw = user.mail if attribute == "mail" else user.user_principal_name
-    if not raw:
-        return None
-    email = normalise_email(raw)
-    return None if email_problem(email) else email
+    email = None if not raw else normalise_email(raw)
+    derived[key] = email = None if email is None or email_problem(email) else email
+    return email
 
 
 def user_name(user: SourceUser, email: str) -> str:
-    return normalise_name(user.display_name) or _fit_name(email.split("@", 1)[0])
+    key = ("name", email)
+    derived = user.derived
+    if key not in derived:
+        derived[key] = normalise_name(user.display_name) or _fit_name(email.split("@", 1)[0])
+    name: str = derived[key]
+    return name
 
 
 def is_custom_role_id(user_type: str) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import safety
+from .after import state_after
 from .cancel import check
 from .changes import Plan
 from .config import Config
@@ -102,14 +103,32 @@ class RunMemory:
             return plan
         return None
 
-    def applied(self, planned: Planned, generations: Generations | None) -> None:
-        """After a run's commit: what the store now holds, as far as this process knows it."""
-        if generations is None:
+    def applied(self, planned: Planned, applied: ApplyResult) -> None:
+        """After a run's commit: what the store now holds, as far as this process knows it.
+
+        When the whole plan was applied and nobody else had written since the state was read, the
+        new state is the plan replayed on it (:func:`~syncd.after.state_after`); otherwise it is
+        read again next time.
+        """
+        generations, before = applied.generations, applied.generations_before
+        if generations is None or before is None:
             self.state = self.mirror = None
             return
         if generations.state != self.state_generation:
-            self.state = self.managed = None  # the run changed users or teams: read them again
-        if planned.mirror is not None:
+            current = self.state
+            if (
+                current is not None
+                and not applied.failed
+                and before.state == self.state_generation
+                and self.last is not None
+                and self.last[1] is current
+            ):
+                self.state = state_after(current, planned.plan, applied.user_ids, applied.team_ids)
+                self.managed = Managed.of(self.state)
+                self.state_generation = generations.state
+            else:
+                self.state = self.managed = None
+        if planned.mirror is not None and before.mirror == self.mirror_generation:
             self.mirror, self.mirror_generation = planned.mirror, generations.mirror
         elif generations.mirror != self.mirror_generation:
             self.mirror = None
@@ -306,7 +325,7 @@ def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunRes
     applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed)
     journal.committed()
     if options.memory is not None:
-        options.memory.applied(planned, applied.generations)
+        options.memory.applied(planned, applied)
     status = _verdict(plan, [], applied)
     result = RunResult(
         status,

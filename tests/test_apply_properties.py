@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syncd.after import state_after
 from syncd.apply import apply_plan
 from syncd.model import (
     DEFAULT_ACCESS_ROLE_ID,
@@ -139,11 +140,15 @@ def _empty(store: SqlStore) -> None:
 
 
 def _apply(store: Store, snapshot: Snapshot, policy: Policy):
-    plan = diff(snapshot, store.load_state(), policy)
+    before = store.load_state()
+    plan = diff(snapshot, before, policy)
     result = apply_plan(store, plan, store.begin_run("cli"))
     assert result.failed == [], result.failed
     assert result.applied == len(plan.changes)
     assert result.counts == plan.summary()
+    assert state_after(before, plan, result.user_ids, result.team_ids) == store.load_state(), (
+        "the plan replayed on the state is what the store holds"
+    )
     return plan
 
 

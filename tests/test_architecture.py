@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 ALLOWED = {
     "model": set(),
     "mirror": {"model"},
+    "after": {"model", "changes"},
     "changes": {"model"},
     "evidence": {"model"},
     "roles": {"model"},

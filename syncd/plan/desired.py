@@ -136,6 +136,53 @@ def _not_read(found: _Collect, entra_id: str, scope: Scope, direct: bool) -> Non
 _EMAIL_FIELD = {"userPrincipalName": "user_principal_name", "mail": "mail"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a Graph user alone says about its row: kept on the user (``SourceUser.derived``), so a
+    daemon's unchanged users are not normalised again every cycle."""
+
+    problem: tuple[str, str, str] | None
+    """(code, target, message) of the error that holds the user back, if any."""
+    email: str = ""
+    name: str = ""
+    attributes: Mapping[str, str | None] | None = None
+    renamed: bool = False
+    """Its name was changed by the normalisation (NAME_NORMALISED)."""
+
+
+def _facts(source: SourceUser, email_attribute: str) -> _Facts:
+    key = ("desired", email_attribute)
+    cached = source.derived.get(key)
+    if cached is None:
+        cached = source.derived[key] = _find_facts(source, email_attribute)
+    facts: _Facts = cached
+    return facts
+
+
+def _find_facts(source: SourceUser, email_attribute: str) -> _Facts:
+    why = unstorable(source.id, ENTRA_ID_LENGTH)
+    if why is not None:
+        return _Facts(("USER_INVALID", source.id, f"id {shown(source.id)} {why}"))
+    email = user_email(source, email_attribute)
+    if email is None:
+        raw = getattr(source, _EMAIL_FIELD[email_attribute])
+        why = f"{shown(raw)} {email_problem(normalise_email(raw))}" if raw else "empty"
+        message = f"no usable email in {email_attribute}: {why}"
+        return _Facts(("USER_NO_EMAIL", source.display_name or source.id, message))
+    name = user_name(source, email)
+    attributes = {attribute.field: attribute.value(source) for attribute in USER_ATTRIBUTES}
+    for field_name, value, limit in (
+        ("name", name, NAME_LENGTH),  # normalised, so always storable; checked all the same
+        *((attribute.graph, attributes[attribute.field], attribute.length) for attribute in USER_ATTRIBUTES),
+    ):
+        why = None if value is None else unstorable(value, limit)
+        if why is not None:
+            return _Facts(("USER_INVALID", email, f"{field_name} {shown(value)} {why}"))
+    display = source.display_name
+    renamed = display is not None and name != " ".join(unicodedata.normalize("NFC", display).split())
+    return _Facts(None, email, name, attributes, renamed)
+
+
 def _desired_user(
     found: _Collect,
     snapshot: Snapshot,
@@ -144,38 +191,22 @@ def _desired_user(
     role_ids: set[str],
     roles: Mapping[str, str | None],
 ) -> DesiredUser | None:
-    why = unstorable(source.id, ENTRA_ID_LENGTH)
-    if why is not None:
-        _invalid_user(found, source, source.id, f"id {shown(source.id)} {why}")
+    facts = _facts(source, policy.email_attribute)
+    if facts.problem is not None:
+        code, target, message = facts.problem
+        if code == "USER_NO_EMAIL":
+            found.errors.append(problem(code, "user", source.id, target, message))
+            found.freeze(source.id)
+        else:
+            _invalid_user(found, source, target, message)
         return None
-    email = user_email(source, policy.email_attribute)
-    if email is None:
-        attribute = policy.email_attribute
-        raw = getattr(source, _EMAIL_FIELD[attribute])
-        why = f"{shown(raw)} {email_problem(normalise_email(raw))}" if raw else "empty"
-        found.errors.append(
-            problem(
-                "USER_NO_EMAIL",
-                "user",
-                source.id,
-                source.display_name or source.id,
-                f"no usable email in {attribute}: {why}",
-            )
-        )
-        found.freeze(source.id)
-        return None
+    email, name = facts.email, facts.name
+    assert facts.attributes is not None
     user_type, unknown_role = _user_type(found, snapshot, policy, frozenset(role_ids), roles)
-    name = user_name(source, email)
-    attributes = {attribute.field: attribute.value(source) for attribute in USER_ATTRIBUTES}
-    for field_name, value, limit in (
-        ("name", name, NAME_LENGTH),  # normalised, so always storable; checked all the same
-        *((attribute.graph, attributes[attribute.field], attribute.length) for attribute in USER_ATTRIBUTES),
-        ("user type", user_type, USER_TYPE_LENGTH),
-    ):
-        why = None if value is None else unstorable(value, limit)
-        if why is not None:
-            _invalid_user(found, source, email, f"{field_name} {shown(value)} {why}")
-            return None
+    why = unstorable(user_type, USER_TYPE_LENGTH)
+    if why is not None:
+        _invalid_user(found, source, email, f"user type {shown(user_type)} {why}")
+        return None
     if unknown_role is not None:
         found.role_warnings[source.id] = problem(
             "ROLE_UNKNOWN",
@@ -185,7 +216,7 @@ def _desired_user(
             f"app role {shown(unknown_role)} maps to no user type and is ignored (a user with no other role "
             f"gets {policy.default_user_type!r})",
         )
-    if source.display_name is not None and name != " ".join(unicodedata.normalize("NFC", source.display_name).split()):
+    if facts.renamed:
         found.name_warnings[source.id] = problem(
             "NAME_NORMALISED",
             "user",
@@ -193,7 +224,7 @@ def _desired_user(
             email,
             f"name {shown(source.display_name)} stored as {shown(name, NAME_LENGTH + 2)}",
         )
-    return DesiredUser(source.id, email, name, user_type, attributes)
+    return DesiredUser(source.id, email, name, user_type, facts.attributes)
 
 
 def _invalid_user(found: _Collect, source: SourceUser, target: str, message: str) -> None:

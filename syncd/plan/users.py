@@ -103,6 +103,15 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
 def _changed_fields(
     existing: StoreUser, want: DesiredUser, policy: Policy, evidence: Evidence
 ) -> tuple[tuple[str, object, object], ...]:
+    """The fields of :data:`USER_FIELDS` in which the row differs from what is wanted, in that order."""
+    old_attributes, new_attributes = existing.attributes, want.attributes
+    if (
+        existing.email == want.email
+        and existing.name == want.name
+        and existing.user_type == want.user_type
+        and old_attributes == new_attributes
+    ):
+        return ()  # the common case, decided without looking at each field by name
     changes = []
     for name in USER_FIELDS:
         if name == "user_type" and not policy.provision_user_type:

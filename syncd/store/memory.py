@@ -522,6 +522,10 @@ class MemoryWriter:
         if feed.incremental:
             tables.values[INCREMENTAL_AT_KEY] = iso(self._now) or ""
 
+    def generations(self) -> Generations:
+        values = self._tables.values
+        return Generations(values.get(STATE_GENERATION_KEY, ""), values.get(MIRROR_GENERATION_KEY, ""))
+
     def bump(self, *, state: bool, mirror: bool) -> Generations:
         values = self._tables.values
         if state:

@@ -146,6 +146,11 @@ class Writer(Protocol):
         """Write what a read taught the mirror, and its cursor (:func:`syncd.mirror.apply_feed`)."""
         ...
 
+    def generations(self) -> Generations:
+        """The generations as this transaction sees them, held against other writers until it ends
+        (a row lock on PostgreSQL; SQLite's write transactions are serial)."""
+        ...
+
     def bump(self, *, state: bool, mirror: bool) -> Generations:
         """Give the state and/or the mirror a new generation in this transaction; the generations
         they have once it commits."""

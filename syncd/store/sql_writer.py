@@ -77,14 +77,13 @@ def run_end(status: str, *, changes: int, errors: int, summary: dict[str, Any], 
     }
 
 
-def read_generations(connection: Connection) -> Generations:
-    rows = dict(
-        connection.execute(
-            select(sync_state.c.key, sync_state.c.value).where(
-                sync_state.c.key.in_([STATE_GENERATION_KEY, MIRROR_GENERATION_KEY])
-            )
-        ).all()
+def read_generations(connection: Connection, *, lock: bool = False) -> Generations:
+    query = select(sync_state.c.key, sync_state.c.value).where(
+        sync_state.c.key.in_([STATE_GENERATION_KEY, MIRROR_GENERATION_KEY])
     )
+    if lock and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = dict(connection.execute(query).all())
     return Generations(rows.get(STATE_GENERATION_KEY, ""), rows.get(MIRROR_GENERATION_KEY, ""))
 
 
@@ -279,6 +278,9 @@ class SqlWriter:
         connection.execute(upsert_state(dialect, CURSOR_KEY, cursor_json(feed.cursor)))
         if feed.incremental:
             connection.execute(upsert_state(dialect, INCREMENTAL_AT_KEY, iso(self._now) or ""))
+
+    def generations(self) -> Generations:
+        return read_generations(self._connection, lock=True)
 
     def bump(self, *, state: bool, mirror: bool) -> Generations:
         dialect = self._connection.dialect.name
