@@ -291,3 +291,26 @@ def test_sigterm_ends_a_one_shot_sync_like_ctrl_c_and_records_it(graphed):
     last = graphed.json("history")[0]
     assert last["status"] == "failed" and "interrupted" in last["message"]
     assert graphed.json("users") == []
+
+
+def test_status_says_how_graph_is_read(graphed):
+    assert graphed.json("status")["reads"] == {"mode": "full", "last_full_at": None, "last_incremental_at": None}
+    graphed("sync")
+    reads = graphed.json("status")["reads"]
+    assert reads["mode"] == "incremental" and reads["last_full_at"] and reads["last_incremental_at"] is None
+    graphed("sync")
+    assert graphed.json("status")["reads"]["last_incremental_at"]
+    code, out, _ = graphed("status")
+    assert code == 0 and "Graph reads: incremental; last full read" in out
+
+
+def test_full_reads_the_whole_application_and_cannot_be_combined_with_an_on_demand_read(graphed):
+    graphed("sync")
+    graphed.sim.reset_counts()
+    code, _, err = graphed("sync", "--full")
+    assert code == 0, err
+    assert graphed.sim.count("appRoleAssignedTo") >= 1
+    code, _, err = graphed("sync", "--full", "--user", "someone@contoso.com")
+    assert code == 2 and "--full" in err
+    code, _, err = graphed("plan", "--full", "--from-snapshot", "x.json")
+    assert code == 2 and "--full" in err
