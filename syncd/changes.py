@@ -274,6 +274,9 @@ class Plan:
     errors: tuple[Problem, ...] = ()
     warnings: tuple[Problem, ...] = ()
     complete: bool = True
+    held: tuple[Change, ...] = ()
+    """Changes the plan holds back (the last admin's): not applied, but what the safety limits count,
+    so a mass unassignment is braked even when it would have left an admin."""
 
     def summary(self) -> dict[str, int]:
         counts = Counter(change.op for change in self.changes)

@@ -21,6 +21,7 @@ from .cancel import Cancelled
 from .config import CONFIG_ENV, Config, load
 from .errors import CODES, ExitCode, SyncdError, exit_code_for
 from .model import EMAIL_LENGTH, escape, unstorable
+from .safety import CATEGORIES
 
 # --------------------------------------------------------------------------- plumbing
 
@@ -170,13 +171,34 @@ snapshot_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--allow-deletes", is_flag=True, help="Report the plan as allowed even past the safety limits.")
 @click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    metavar="CATEGORY",
+    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
+)
+@click.option(
+    "--allow-last-admin",
+    is_flag=True,
+    help="Apply even the change that leaves the store without an active admin.",
+)
+@click.option(
     "--full",
     is_flag=True,
     help="Read the whole application from Graph, not only its changes since the last run.",
 )
 @snapshot_option
 @pass_context
-def plan(context: Context, as_json: bool, allow_deletes: bool, full: bool, snapshot_path: str | None) -> None:
+def plan(
+    context: Context,
+    as_json: bool,
+    allow_deletes: bool,
+    allow: tuple[str, ...],
+    allow_last_admin: bool,
+    full: bool,
+    snapshot_path: str | None,
+) -> None:
     """Show the changes a sync would make (a dry run; writes nothing).
 
     Exit 0: nothing wrong; 3: some objects have errors or Graph could not be read completely;
@@ -189,7 +211,14 @@ def plan(context: Context, as_json: bool, allow_deletes: bool, full: bool, snaps
         raise click.UsageError(
             "--full reads the whole application from Graph; it cannot be combined with --from-snapshot"
         )
-    options = RunOptions(dry_run=True, allow_deletes=allow_deletes, full=full, snapshot_path=snapshot_path)
+    options = RunOptions(
+        dry_run=True,
+        allow_deletes=allow_deletes,
+        allow=frozenset(allow),
+        allow_last_admin=allow_last_admin,
+        full=full,
+        snapshot_path=snapshot_path,
+    )
     result = _run(context, options)
     if as_json:
         emit_json(_result_json(result))
@@ -204,6 +233,19 @@ def plan(context: Context, as_json: bool, allow_deletes: bool, full: bool, snaps
     "--allow-deletes",
     is_flag=True,
     help="Apply even when the plan deactivates or deletes more than the safety limits allow.",
+)
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    metavar="CATEGORY",
+    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
+)
+@click.option(
+    "--allow-last-admin",
+    is_flag=True,
+    help="Apply even the change that leaves the store without an active admin.",
 )
 @click.option(
     "--full",
@@ -228,6 +270,8 @@ def sync(
     context: Context,
     dry_run: bool,
     allow_deletes: bool,
+    allow: tuple[str, ...],
+    allow_last_admin: bool,
     full: bool,
     user: str | None,
     group: str | None,
@@ -260,6 +304,8 @@ def sync(
     options = RunOptions(
         dry_run=dry_run,
         allow_deletes=allow_deletes,
+        allow=frozenset(allow),
+        allow_last_admin=allow_last_admin,
         full=full,
         snapshot_path=snapshot_path,
         user=user,

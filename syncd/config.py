@@ -201,6 +201,13 @@ def _number(minimum: float, *, integer: bool = False, exclusive: bool = False) -
     return check
 
 
+def _percent(value: Any) -> str | None:
+    problem = _number(0)(value)
+    if problem is None and value > 100:
+        return "must be at most 100"
+    return problem
+
+
 def _user_type(value: Any) -> str | None:
     if isinstance(value, str) and (value in BUILTIN_USER_TYPES or is_custom_role_id(value)):
         return None
@@ -325,6 +332,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "safety": {
         "max_deactivations": _number(0, integer=True),
         "max_team_deletions": _number(0, integer=True),
+        "max_member_removals": _number(0, integer=True),
+        "max_type_downgrades": _number(0, integer=True),
+        "max_percent": _percent,
+        "plan_max_age_minutes": _number(0, exclusive=True),
     },
     "daemon": {
         "interval_minutes": _number(0, exclusive=True),

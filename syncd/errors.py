@@ -68,6 +68,18 @@ _CODES = (
         "Rename the group in Entra ID.",
     ),
     ErrorCode(
+        "LAST_ADMIN",
+        "Unassigning or demoting this user would leave the store without an active admin; that one change "
+        "is held back and everything else is applied.",
+        "Assign another admin in Entra ID; or, if intended, run `syncd sync --allow-last-admin`.",
+    ),
+    ErrorCode(
+        "NO_ADMIN_LEFT",
+        "The last active admin was deactivated because Entra disabled or deleted the account; the store has "
+        "no active admin.",
+        "Assign an admin in Entra ID (or make one locally with `syncd users create --type admin`).",
+    ),
+    ErrorCode(
         "APPLY_FAILED",
         "The store rejected one change.",
         "Read the message in `syncd log`; the change is retried at the next run.",
@@ -134,13 +146,27 @@ _CODES = (
     # safety
     ErrorCode(
         "SAFETY_DEACTIVATIONS",
-        "The plan deactivates more users than safety.max_deactivations.",
-        "Review `syncd plan`; if intended, run `syncd sync --allow-deletes`.",
+        "The plan deactivates more users than safety.max_deactivations, more than safety.max_percent of the "
+        "active managed users, or all of them; nothing was applied.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow deactivations`.",
     ),
     ErrorCode(
         "SAFETY_TEAM_DELETIONS",
-        "The plan deletes more teams than safety.max_team_deletions.",
-        "Review `syncd plan`; if intended, run `syncd sync --allow-deletes`.",
+        "The plan deletes more teams than safety.max_team_deletions, more than safety.max_percent of the "
+        "managed teams, or all of them; nothing was applied.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow team_deletions`.",
+    ),
+    ErrorCode(
+        "SAFETY_MEMBER_REMOVALS",
+        "The plan removes more members from teams than safety.max_member_removals, more than "
+        "safety.max_percent of the memberships of managed teams, or all of them; nothing was applied.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow member_removals`.",
+    ),
+    ErrorCode(
+        "SAFETY_TYPE_DOWNGRADES",
+        "The plan changes more users to a lower-ranked type (roles.precedence) than safety.max_type_downgrades, "
+        "more than safety.max_percent of the active managed users, or all of them; nothing was applied.",
+        "Review `syncd plan`; if intended, run `syncd sync --allow type_downgrades`.",
     ),
     # infrastructure
     ErrorCode(

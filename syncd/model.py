@@ -223,6 +223,8 @@ class Policy:
     provision_user_type: bool = True
     precedence: tuple[str, ...] = DEFAULT_PRECEDENCE
     role_map: Mapping[str, str] = field(default_factory=dict)
+    allow_last_admin: bool = False
+    """Apply even the change that would leave the store without an active admin (``--allow-last-admin``)."""
 
 
 # --------------------------------------------------------------------------- what the store can hold

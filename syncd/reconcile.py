@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import safety
@@ -63,6 +63,10 @@ class RunOptions:
     """Kept up to date with where the run stands, for a thread that may have to give up on it."""
     full: bool = False
     """Read the application in full, not as changes since the last run (``--full``)."""
+    allow: frozenset[str] = frozenset()
+    """Safety categories whose limits this run lifts (``--allow CATEGORY``)."""
+    allow_last_admin: bool = False
+    """Apply even the change that leaves the store without an active admin (``--allow-last-admin``)."""
     memory: RunMemory | None = None
     """What the process keeps between its runs (the daemon's cycles): see :class:`RunMemory`."""
 
@@ -144,6 +148,8 @@ class Planned:
     feed: MirrorFeed | None = None
     mirror: Mirror | None = None
     """The mirror as the feed leaves it."""
+    bases: safety.Bases = field(default_factory=safety.Bases)
+    """How many managed objects the store held: what the safety limits' proportions are of."""
 
 
 def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirror: Mirror | None) -> Source:
@@ -185,12 +191,24 @@ def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphSta
         mirror = store.load_mirror() if continues else None
     source = _source(config, options, stats, mirror)
     snapshot = source.read(managed)
-    plan = memory.plan_for(snapshot, state, config.policy) if memory is not None else None
+    policy = replace(config.policy, allow_last_admin=True) if options.allow_last_admin else config.policy
+    plan = memory.plan_for(snapshot, state, policy) if memory is not None else None
     if plan is None:
-        plan = diff(snapshot, state, config.policy)
+        plan = diff(snapshot, state, policy)
         if memory is not None:
-            memory.last = (snapshot, state, config.policy, plan)
-    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None))
+            memory.last = (snapshot, state, policy, plan)
+    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None), safety.Bases.of(state))
+
+
+def _refusals(config: Config, options: RunOptions, planned: Planned) -> list[safety.Refusal]:
+    return safety.check(
+        planned.plan,
+        config.safety,
+        bases=planned.bases,
+        policy=config.policy,
+        allow=options.allow,
+        allow_deletes=options.allow_deletes,
+    )
 
 
 def run_once(config: Config, options: RunOptions, store: Store | None = None) -> RunResult:
@@ -263,7 +281,7 @@ def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | 
 def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
     planned = make_plan(config, options, store, stats)
     snapshot, plan = planned.snapshot, planned.plan
-    refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
+    refusals = _refusals(config, options, planned)
     code = _verdict(plan, refusals).exit_code
     return RunResult(
         RunStatus.DRY_RUN, code, plan, failures=list(snapshot.failures), refusals=refusals, message=summary_line(plan)
@@ -281,7 +299,7 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         journal.plan = plan
         for failure in snapshot.failures:
             log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
-        refusals = safety.check(plan, config.safety, allow_deletes=options.allow_deletes)
+        refusals = _refusals(config, options, planned)
         if refusals:
             return _refused(journal, plan, refusals, snapshot)
         if store.is_paused():

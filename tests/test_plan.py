@@ -615,3 +615,17 @@ def test_every_semantics_row_is_cited_by_the_stage_that_implements_it():
     cited = {name for path in stages for name in citation.findall(path.read_text())}
     assert set(SEMANTICS_ROWS) - {"local"} <= cited
     assert cited <= set(SEMANTICS_ROWS)
+
+
+def test_a_local_user_adopted_on_demand_leaves_the_managed_teams_of_groups_it_is_not_in():
+    """Found by the apply property: the adoption and the leaving are one plan, so a second plan finds nothing."""
+    from tests.builders import assigned, snapshot, state, stored_team, stored_user, user
+
+    ann = user("ann")
+    current = state(
+        [stored_user(1, "ann@contoso.com", name="Ann", active=False, inactive_reason="unassigned")],
+        [stored_team(1, "Sales", [1], entra_id="00000000-0000-0000-0002-000000000000")],
+    )
+    on_demand = snapshot(users=[ann], assignments=[assigned(ann)], partial=True, subjects=frozenset({ann.id}))
+    plan = diff(on_demand, current)
+    assert [change.op for change in plan.changes] == ["adopt_user", "reactivate_user", "remove_member"]

@@ -25,6 +25,8 @@ row             Entra state -> effect on the store
 [members]       member added to / removed from the group -> added to / removed from the team
 [group-gone]    group unassigned or deleted -> team deleted; the audit keeps what it was
 [takeover]      group named like a team no group manages -> takes it over; renamed into one -> conflict
+[last-admin]    the last active admin unassigned or demoted -> held back (LAST_ADMIN); disabled or
+                deleted in Entra -> deactivated all the same (NO_ADMIN_LEFT)
 [local]         local users and teams -> never touched
 ==============  ===================================================================================
 
@@ -77,6 +79,7 @@ SEMANTICS_ROWS = (
     "members",
     "group-gone",
     "takeover",
+    "last-admin",
     "local",
 )
 """The row names of the semantics table, in its order (a test holds the README and the stages to them)."""
@@ -97,9 +100,10 @@ def diff(snapshot: Snapshot, state: StoreState, policy: Policy | None = None) ->
     ordered = sorted(enumerate(changes), key=lambda item: (_ORDER[item[1].op], item[0]))
     return Plan(
         changes=tuple(change for _, change in ordered),
-        errors=desired.errors + teams.errors,
+        errors=desired.errors + users.errors + teams.errors,
         warnings=users.warnings,
         complete=snapshot.complete,
+        held=users.held,
     )
 
 

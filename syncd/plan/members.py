@@ -72,7 +72,9 @@ def _leavers(snapshot: Snapshot, state: StoreState, users: Users, teams: Teams, 
     if snapshot.partial and snapshot.complete:
         known = evidence.users.keys() | snapshot.deleted_user_ids
         subjects = snapshot.subjects & known
-        leaving |= {u.id for u in state.users if u.entra_id in subjects and u.id not in users.frozen}
+        leaving |= {
+            u.id for u in state.users if users.adopted.get(u.id, u.entra_id) in subjects and u.id not in users.frozen
+        }
     users_by_id = {user.id: user for user in state.users}
     changes: list[Change] = []
     for team in sorted(state.teams, key=lambda t: (t.name, t.id)):

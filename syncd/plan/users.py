@@ -1,6 +1,6 @@
 """Stage 2: the user changes, and the users as they will be after the plan.
 
-Rows [assigned], [changed], [departed], [returned] and [rehire] of the semantics table.
+Rows [assigned], [changed], [departed], [returned], [rehire] and [last-admin] of the semantics table.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..changes import USER_FIELDS, AdoptUser, Change, CreateUser, DeactivateUser, Problem, ReactivateUser, UpdateUser
-from ..evidence import Evidence
+from ..evidence import DELETED, DISABLED, Evidence
 from ..model import Policy, StoreState, StoreUser
 from .desired import Desired, DesiredUser
+from .problems import problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,10 @@ class Users:
     deactivated: frozenset[int]
     frozen: frozenset[int]
     adopted: Mapping[int, str]
+    errors: tuple[Problem, ...] = ()
+    """LAST_ADMIN and NO_ADMIN_LEFT: the store's last admin, held back or gone."""
+    held: tuple[Change, ...] = ()
+    """The last admin's deactivation, held back."""
     """Local user id -> the Entra id that adopts the row."""
 
 
@@ -77,7 +82,8 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
             warn_for(want.entra_id, name="name" in names, role="user_type" in names)
         active_after[want.entra_id] = existing
 
-    deactivated: set[int] = set()
+    errors: list[Problem] = []
+    deactivations: list[DeactivateUser] = []
     for user in sorted(by_entra.values(), key=lambda u: (u.email, u.id)):
         assert user.entra_id is not None
         if user.entra_id in desired.users or user.id in desired.frozen or user.id in adopted or not user.active:
@@ -87,8 +93,15 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
             active_after[user.entra_id] = user  # absence is no evidence here: stays active
             continue
         # [departed] unassigned / removed from every assigned group / disabled / deleted -> inactive
-        changes.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
-        deactivated.add(user.id)
+        deactivations.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
+    changes.extend(deactivations)
+    planned = list(changes)
+    changes, kept = _keep_an_admin(changes, state, policy, errors, warnings)
+    held = tuple(change for change in planned if change not in changes and isinstance(change, DeactivateUser))
+    for user in kept:
+        if user.entra_id is not None:
+            active_after[user.entra_id] = user
+    deactivated = {change.user_id for change in changes if isinstance(change, DeactivateUser)}
     return Users(
         changes=tuple(changes),
         warnings=tuple(warnings),
@@ -97,6 +110,8 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
         deactivated=frozenset(deactivated),
         frozen=desired.frozen,
         adopted=adopted,
+        errors=tuple(errors),
+        held=held,
     )
 
 
@@ -122,3 +137,89 @@ def _changed_fields(
         if old != new:
             changes.append((name, old, new))
     return tuple(changes)
+
+
+ADMIN = "admin"
+POSITIVE_EVIDENCE = (DISABLED, DELETED)
+"""Departures Entra itself reports: they apply even to the last admin."""
+
+
+def _keep_an_admin(
+    changes: list[Change], state: StoreState, policy: Policy, errors: list[Problem], warnings: list[Problem]
+) -> tuple[list[Change], list[StoreUser]]:
+    """[last-admin] The store keeps an active admin through an unassignment or a demotion.
+
+    When the plan would leave no active user of type admin (managed or not) where there was one,
+    the change that removes the last of them by unassignment or demotion is held back (LAST_ADMIN,
+    reported every run until an admin is assigned or ``--allow-last-admin`` is given); a departure
+    Entra reports (the account disabled or deleted) applies all the same, and the run says that no
+    admin is left (NO_ADMIN_LEFT, an error; a warning when ``--allow-last-admin`` asked for it).
+    Returns the changes, and the rows kept active.
+    """
+    rows = {user.id: user for user in state.users}
+    admins_before = {user.id for user in state.users if user.active and user.user_type == ADMIN}
+    if not admins_before:
+        return changes, []
+    losing: dict[int, DeactivateUser | UpdateUser] = {}
+    admins_after = set(admins_before)
+    new_admin = False
+    for change in changes:
+        if isinstance(change, DeactivateUser) and change.user_id in admins_before:
+            admins_after.discard(change.user_id)
+            losing[change.user_id] = change
+        elif isinstance(change, UpdateUser):
+            new_type = next((new for name, _, new in change.changes if name == "user_type"), None)
+            if new_type is None:
+                continue
+            if new_type == ADMIN:
+                admins_after.add(change.user_id)
+            elif change.user_id in admins_before:
+                admins_after.discard(change.user_id)
+                losing[change.user_id] = change
+        elif isinstance(change, CreateUser) and change.user_type == ADMIN:
+            new_admin = True
+        elif isinstance(change, ReactivateUser) and change.user_id in rows and rows[change.user_id].user_type == ADMIN:
+            admins_after.add(change.user_id)
+    if admins_after or new_admin:
+        return changes, []
+    held = [
+        change
+        for change in losing.values()
+        if not (isinstance(change, DeactivateUser) and change.reason in POSITIVE_EVIDENCE)
+    ]
+    if held and not policy.allow_last_admin:
+        keep = min(held, key=lambda change: (rows[change.user_id].email, change.user_id))
+        kept_user = user = rows[keep.user_id]
+        what = "unassigning" if isinstance(keep, DeactivateUser) else "demoting"
+        errors.append(
+            problem(
+                "LAST_ADMIN",
+                "user",
+                user.entra_id or "",
+                user.email,
+                f"{what} {user.email} would leave the store without an active admin; it is held back "
+                "until another admin is assigned (`syncd sync --allow-last-admin` applies it anyway)",
+            )
+        )
+        if isinstance(keep, DeactivateUser):
+            return [change for change in changes if change is not keep], [kept_user]
+        kept_fields = tuple(entry for entry in keep.changes if entry[0] != "user_type")
+        replaced: list[Change] = []
+        for change in changes:
+            if change is not keep:
+                replaced.append(change)
+            elif kept_fields:
+                replaced.append(UpdateUser(keep.user_id, keep.entra_id, keep.email, kept_fields))
+        return replaced, []
+    gone = sorted(rows[user_id].email for user_id in losing)
+    (warnings if held else errors).append(
+        problem(
+            "NO_ADMIN_LEFT",
+            "user",
+            "",
+            ", ".join(gone),
+            f"the store has no active admin left: {', '.join(gone)} "
+            f"{'was' if len(gone) == 1 else 'were'} the last; assign an admin in Entra ID",
+        )
+    )
+    return changes, []
