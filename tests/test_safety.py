@@ -54,7 +54,7 @@ def codes(found) -> list[str]:
 
 def test_a_complete_read_that_finds_nobody_assigned_is_refused_on_any_tenant_size():
     for size in (1, 2, 20, 600):
-        people, team, current = tenant(size)
+        people, _team, current = tenant(size)
         plan = diff(snapshot(users=people), current)
         assert plan.count("deactivate_user") == size
         assert "SAFETY_DEACTIVATIONS" in codes(refusals(plan, current)), size
@@ -119,7 +119,7 @@ def test_team_deletions_are_braked_in_proportion_and_when_all_go():
 
 
 def test_the_only_team_of_a_tenant_may_go_but_two_of_two_may_not():
-    people, team, current = tenant(3)
+    people, _team, current = tenant(3)
     plan = diff(snapshot(users=people, assignments=[assigned(p, MEMBER) for p in people]), current)
     assert plan.count("delete_team") == 1
     assert codes(refusals(plan, current)) == []
@@ -158,7 +158,7 @@ def test_type_downgrades_rank_by_precedence_and_are_braked():
 
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_allow_lifts_exactly_one_category_and_allow_deletes_all(category):
-    people, team, current = tenant(20)
+    people, _team, current = tenant(20)
     plan = diff(snapshot(users=people), current)  # everyone unassigned, the team gone with its members
     everything = set(codes(refusals(plan, current)))
     lifted = set(codes(refusals(plan, current, allow={category})))
@@ -182,7 +182,7 @@ def admins_tenant():
 
 
 def test_unassigning_the_last_admin_is_held_back_and_everything_else_applies():
-    ann, bob, cy, current = admins_tenant()
+    _ann, bob, _cy, current = admins_tenant()
     plan = diff(snapshot(users=[bob], assignments=[assigned(bob, MEMBER)]), current)
     assert [(c.op, c.target) for c in plan.changes] == [("deactivate_user", "cy@contoso.com")]
     assert [p.code for p in plan.errors] == ["LAST_ADMIN"]
@@ -214,14 +214,14 @@ def test_an_admin_entra_disabled_or_deleted_is_deactivated_even_if_last_and_the_
 
 
 def test_allow_last_admin_pushes_the_held_change_through_with_a_warning():
-    ann, bob, cy, current = admins_tenant()
+    _ann, bob, _cy, current = admins_tenant()
     plan = diff(snapshot(users=[bob], assignments=[assigned(bob, MEMBER)]), current, Policy(allow_last_admin=True))
     assert ("deactivate_user", "ann@contoso.com") in [(c.op, c.target) for c in plan.changes]
     assert plan.errors == () and [p.code for p in plan.warnings] == ["NO_ADMIN_LEFT"]
 
 
 def test_another_admin_or_a_new_one_lets_the_last_one_go():
-    ann, bob, cy, current = admins_tenant()
+    _ann, bob, _cy, current = admins_tenant()
     promoted = diff(snapshot(users=[bob], assignments=[assigned(bob, ADMIN)]), current)
     assert ("deactivate_user", "ann@contoso.com") in [(c.op, c.target) for c in promoted.changes]
     assert promoted.errors == ()
@@ -231,7 +231,7 @@ def test_another_admin_or_a_new_one_lets_the_last_one_go():
 
 
 def test_everyone_unassigned_is_refused_even_though_the_last_admin_would_be_held():
-    ann, bob, cy, current = admins_tenant()
+    _ann, _bob, _cy, current = admins_tenant()
     plan = diff(snapshot(users=[]), current)
     assert [c.target for c in plan.held] == ["ann@contoso.com"]
     found = refusals(plan, current)
