@@ -33,39 +33,21 @@ from .changes import (
     CreateTeam,
     CreateUser,
     DeactivateUser,
-    DeleteTeam,
     Plan,
     Problem,
     ReactivateUser,
-    RemoveMember,
     ReplaceTeam,
     UpdateUser,
 )
 from .mirror import MirrorFeed
-from .model import USER_ATTRIBUTES
+from .records import OBJECT_KINDS, audit_values
 from .store.protocol import PARKED_DOMAIN, AuditRow, Generations, Rejected, Store, Writer
 
 __all__ = ["FAILED_CODE", "PARKED_DOMAIN", "ApplyResult", "Failure", "RunOutcome", "apply_plan"]
 
-UNAUDITED = frozenset(attribute.field for attribute in USER_ATTRIBUTES if not attribute.audited)
-"""Attributes the audit leaves out of its before and after (the registry says which)."""
-AUDITED_ATTRIBUTES = tuple(attribute.field for attribute in USER_ATTRIBUTES if attribute.audited)
 
 FAILED_CODE = "APPLY_FAILED"
 
-OBJECT_KINDS = {
-    "create_user": "user",
-    "adopt_user": "user",
-    "reactivate_user": "user",
-    "update_user": "user",
-    "deactivate_user": "user",
-    "delete_team": "team",
-    "rename_team": "team",
-    "replace_team": "team",
-    "create_team": "team",
-    "remove_member": "membership",
-    "add_member": "membership",
-}
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
@@ -356,7 +338,7 @@ class _Applier:
     # ----------------------------------------------------------------- audit
 
     def change_row(self, index: int, change: Change) -> AuditRow:
-        before, after = _audit_values(change)
+        before, after = audit_values(change)
         failure = self.failures.get(index)
         return AuditRow(
             change.op,
@@ -380,31 +362,6 @@ def _problem_row(problem: Problem, status: str) -> AuditRow:
 
 def _new_email(change: UpdateUser) -> str | None:
     return next((str(new) for name, _, new in change.changes if name == "email"), None)
-
-
-def _audit_values(change: Change) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The object before and after the change, as far as the change touches it."""
-    if isinstance(change, CreateUser):
-        attributes = change.attributes
-        return None, {
-            "email": change.email,
-            "name": change.name,
-            **{field: attributes.get(field) for field in AUDITED_ATTRIBUTES},
-            "user_type": change.user_type,
-        }
-    if isinstance(change, AddMember):
-        return None, {"member": change.email, "user_entra_id": change.user_entra_id}
-    before = {name: old for name, old, _ in change.fields if name not in UNAUDITED}
-    after = {name: new for name, _, new in change.fields if name not in UNAUDITED}
-    if isinstance(change, CreateTeam):
-        return None, after
-    if isinstance(change, RemoveMember):
-        return before, None
-    if isinstance(change, DeleteTeam):
-        return {**before, "members": list(change.member_emails)}, None
-    if isinstance(change, DeactivateUser):
-        after["inactive_reason"] = change.reason
-    return before, after
 
 
 def _dump(value: dict[str, Any] | None) -> str | None:

@@ -10,6 +10,7 @@ applied, and only while it is still ``running``: nothing can relabel a run whose
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from .cancel import Cancelled
 from .changes import Plan
 from .errors import SyncdError
+from .records import plan_record
 from .runs import RunStatus
 
 if TYPE_CHECKING:
@@ -51,10 +53,12 @@ class RunJournal:
         self.ended = False
 
     def end(self, status: RunStatus, message: str, *, plan: Plan | None = None) -> None:
-        """Record that the run ended with nothing applied (refused, paused)."""
+        """Record that the run ended with nothing applied (refused, paused); a refused run keeps its
+        plan, which ``syncd log --run N`` shows."""
         self._once()
         summary = plan.summary() if plan is not None else {}
-        self.store.finish_run(self.run_id, status, changes=0, errors=0, summary=summary, message=message)
+        kept = json.dumps(plan_record(plan)) if plan is not None and status is RunStatus.REFUSED else None
+        self.store.finish_run(self.run_id, status, changes=0, errors=0, summary=summary, message=message, plan=kept)
         self.ended = True
 
     def outcome(self, status: RunStatus, errors: int, message: str) -> RunOutcome:

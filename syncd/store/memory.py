@@ -57,6 +57,7 @@ from .rows import (
     local_team,
     local_user,
     reads_summary,
+    refused_rows,
     run_dict,
     summary_text,
     user_dict,
@@ -333,13 +334,22 @@ class MemoryStore:
                 "errors": 0,
                 "summary": None,
                 "message": "",
+                "plan": None,
             }
         return run_id
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str = ""
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str = "",
+        plan: str | None = None,
     ) -> None:
-        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message)
+        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message, plan=plan)
         with self._transaction() as tables:
             if run_id in tables.runs:
                 tables.runs[run_id] = {**tables.runs[run_id], **values}
@@ -630,6 +640,9 @@ class MemoryReports:
                 return []
             run_id = max(applied)
         rows = [_Row(row) for row in tables.audit if row["run_id"] == run_id]
+        if not rows and run_id in tables.runs:
+            refused = refused_rows(_Row(tables.runs[run_id]))
+            return refused if limit is None else refused[:limit]
         return [audit_dict(row) for row in (rows if limit is None else rows[:limit])]
 
 

@@ -273,7 +273,15 @@ class Store(Protocol):
         ...
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str = ""
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str = "",
+        plan: str | None = None,
     ) -> None:
         """Record how a run ended, in a transaction of its own."""
         ...

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import InputError
 from ..mirror import cursor_from_json
 from ..model import BUILTIN_USER_TYPES, NAME_LENGTH, email_problem, escape, is_custom_role_id, unstorable
+from ..records import OBJECT_KINDS, RecordError, audit_values, plan_from_record
 
 PAUSED_KEY = "paused"
 CURSOR_KEY = "mirror.cursor"
@@ -130,4 +131,53 @@ def reads_summary(cursor_text: str | None, incremental_at: str | None) -> dict[s
         "mode": mode,
         "last_full_at": iso(cursor.full_at),
         "last_incremental_at": incremental_at,
+    }
+
+
+def refused_rows(run: Any) -> list[dict[str, Any]]:
+    """The plan a refused run kept, as audit rows with the status ``refused`` (nothing of it was applied).
+
+    ``run`` has the columns of ``sync_runs`` as attributes.  A plan that cannot be read gives no rows.
+    """
+    if run.status != "refused" or not run.plan:
+        return []
+    try:
+        plan = plan_from_record(json.loads(run.plan))
+    except (ValueError, RecordError):
+        return []
+    rows: list[dict[str, Any]] = []
+    for change in plan.changes:
+        before, after = audit_values(change)
+        rows.append(
+            _refused_row(run, change.op, OBJECT_KINDS[change.op], change.target, change.entra_id, before, after)
+        )
+    for problem in (*plan.errors, *plan.warnings):
+        kind = "user" if problem.kind == "user" else "team"
+        row = _refused_row(run, "problem", kind, problem.target, problem.entra_id, None, None)
+        rows.append({**row, "error_code": problem.code, "message": problem.message})
+    return rows
+
+
+def _refused_row(
+    run: Any,
+    op: str,
+    kind: str,
+    target: str,
+    entra_id: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "id": None,
+        "run_id": run.id,
+        "at": iso(run.finished_at),
+        "op": op,
+        "object_kind": kind,
+        "target": target,
+        "entra_id": entra_id,
+        "before": before,
+        "after": after,
+        "status": "refused",
+        "error_code": None,
+        "message": None,
     }

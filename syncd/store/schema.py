@@ -113,6 +113,7 @@ sync_runs = Table(
     Column("errors", Integer, nullable=False),
     Column("summary", Text, nullable=True),
     Column("message", Text, nullable=False),
+    Column("plan", Text, nullable=True),  # a refused run's plan (syncd.records.plan_record), as JSON
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
 )
 

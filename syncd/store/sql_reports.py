@@ -28,6 +28,7 @@ from .rows import (
     local_team,
     local_user,
     reads_summary,
+    refused_rows,
     run_dict,
     user_dict,
 )
@@ -123,6 +124,9 @@ class SqlReports:
             rows = connection.execute(
                 select(audit).where(audit.c.run_id == run_id).order_by(audit.c.id).limit(limit)
             ).all()
+            if not rows:
+                run = connection.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+                return refused_rows(run)[:limit] if run is not None else []
         return [audit_dict(row) for row in rows]
 
 

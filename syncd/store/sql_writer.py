@@ -63,8 +63,10 @@ from .statements import upsert_state
 AUDIT_COLUMNS = ("op", "object_kind", "target", "entra_id", "before", "after", "status", "error_code", "message")
 
 
-def run_end(status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str) -> dict[str, Any]:
-    """The ``sync_runs`` values that record how a run ended."""
+def run_end(
+    status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str, plan: str | None = None
+) -> dict[str, Any]:
+    """The ``sync_runs`` values that record how a run ended (``plan``: a refused run's plan, as JSON)."""
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
     return {
@@ -74,6 +76,7 @@ def run_end(status: str, *, changes: int, errors: int, summary: dict[str, Any], 
         "errors": errors,
         "summary": summary_text(summary),
         "message": message,
+        "plan": plan,
     }
 
 
