@@ -50,7 +50,7 @@ def write_config(folder: Path, store_url: str, sim: Simulator, name: str) -> Pat
         f'[store]\nurl = "{store_url}"\n\n'
         f'[graph]\nauth = "token_file"\ntoken_file = "{token}"\nbase_url = "{sim.base_url}"\n'
         f'service_principal_id = "{sim.tenant.service_principal_id}"\nmax_concurrency = {CONCURRENCY}\n\n'
-        "[safety]\nmax_deactivations = 1000000000\nmax_team_deletions = 1000000000\n"
+        "[safety]\nmax_deactivations = 1000000000\nmax_team_deletions = 1000000000\nmax_percent = 100\n"
     )
     return config
 

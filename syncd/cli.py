@@ -188,6 +188,11 @@ snapshot_option = click.option(
     is_flag=True,
     help="Read the whole application from Graph, not only its changes since the last run.",
 )
+@click.option(
+    "--out",
+    metavar="FILE",
+    help="Also save the plan to FILE, for review and `syncd apply FILE`.",
+)
 @snapshot_option
 @pass_context
 def plan(
@@ -197,6 +202,7 @@ def plan(
     allow: tuple[str, ...],
     allow_last_admin: bool,
     full: bool,
+    out: str | None,
     snapshot_path: str | None,
 ) -> None:
     """Show the changes a sync would make (a dry run; writes nothing).
@@ -218,8 +224,11 @@ def plan(
         allow_last_admin=allow_last_admin,
         full=full,
         snapshot_path=snapshot_path,
+        fingerprint=out is not None,
     )
     result = _run(context, options)
+    if out is not None:
+        _save_plan(result, out)
     if as_json:
         emit_json(_result_json(result))
     else:
@@ -370,6 +379,80 @@ def _print_sync_summary(result: Any) -> None:
         f"Run {result.run_id} {result.status}: applied {result.applied} changes ({changes}); "
         f"{len(result.plan.errors) + len(result.failed)} errors; {result.duration:.1f}s."
     )
+
+
+def _save_plan(result: Any, out: str) -> None:
+    from datetime import UTC, datetime
+
+    from .saved_plan import document, write
+
+    if result.store_fingerprint is None:
+        return
+    write(out, document(result.plan, _result_json(result), result.store_fingerprint, datetime.now(UTC)))
+    click.echo(f"Plan saved to {show(out)}; apply it, exactly, with `syncd apply {show(out)}`.", err=True)
+
+
+@cli.command("apply")
+@click.argument("plan_file", metavar="FILE")
+@click.option(
+    "--allow-deletes",
+    is_flag=True,
+    help="Apply even when the plan goes over the safety limits.",
+)
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    metavar="CATEGORY",
+    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another run to finish before giving up (exit 75).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def apply_command(
+    context: Context, plan_file: str, allow_deletes: bool, allow: tuple[str, ...], wait_seconds: float, as_json: bool
+) -> None:
+    """Apply a plan saved by `syncd plan --out FILE`, exactly, if the store has not changed since.
+
+    Exit 0: applied; 1: failed; 2: not a syncd plan, or an edited one (PLAN_INVALID); 3: applied but
+    some objects failed; 4: refused (PLAN_STALE, or a safety limit); 75: another run holds the lock.
+    """
+    from .reconcile import RunOptions, apply_saved
+    from .saved_plan import read
+
+    _setup_logging(context, dry_run=False)
+    try:
+        saved = read(plan_file)
+    except SyncdError as error:
+        fail(error)
+    options = RunOptions(
+        allow_deletes=allow_deletes,
+        allow=frozenset(allow),
+        trigger="apply",
+        wait_seconds=wait_seconds,
+        cancel=threading.Event(),
+    )
+    assert options.cancel is not None
+    try:
+        with _sigterm_cancels(options.cancel):
+            result = apply_saved(context.config, saved, options)
+    except Cancelled as stopped:
+        click.echo(f"Stopped: {stopped.outcome}.", err=True)
+        raise SystemExit(130) from None
+    if as_json:
+        emit_json(_result_json(result))
+    elif not (context.verbosity < 0 and result.exit_code == ExitCode.OK):
+        _print_sync_summary(result)
+    raise SystemExit(int(result.exit_code))
 
 
 # --------------------------------------------------------------------------- Graph commands

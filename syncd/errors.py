@@ -168,6 +168,17 @@ _CODES = (
         "more than safety.max_percent of the active managed users, or all of them; nothing was applied.",
         "Review `syncd plan`; if intended, run `syncd sync --allow type_downgrades`.",
     ),
+    ErrorCode(
+        "PLAN_STALE",
+        "A saved plan was not applied: the store changed since it was made, or it is older than "
+        "safety.plan_max_age_minutes.",
+        "Make a new plan with `syncd plan --out FILE`, review it, and apply that.",
+    ),
+    ErrorCode(
+        "PLAN_INVALID",
+        "The file given to `syncd apply` is not a plan syncd made, or was changed after it was made.",
+        "Save the plan again with `syncd plan --out FILE`; never edit a saved plan.",
+    ),
     # infrastructure
     ErrorCode(
         "CONFIG_INVALID",
@@ -197,7 +208,7 @@ _CODES = (
 )
 
 CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _CODES}
-USAGE_CODES = frozenset({"NOT_FOUND", "INVALID_INPUT"})
+USAGE_CODES = frozenset({"NOT_FOUND", "INVALID_INPUT", "PLAN_INVALID"})
 """Codes that mean the command line named something wrong: exit 2, like any usage error."""
 
 

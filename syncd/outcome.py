@@ -44,6 +44,8 @@ class RunResult:
     graph_throttled: int = 0
     applied_counts: dict[str, int] = field(default_factory=dict)
     """The changes written, by op (the plan's summary less what failed)."""
+    store_fingerprint: str | None = None
+    """A dry run's: the fingerprint of the state it planned against (``syncd plan --out``)."""
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import safety
@@ -38,11 +39,22 @@ from .source import Source, source_for
 if TYPE_CHECKING:
     from .apply import ApplyResult
     from .graph.client import GraphStats
+    from .saved_plan import SavedPlan
     from .store import Generations, Store
 
 log = logging.getLogger("syncd")
 
-__all__ = ["Planned", "RunMemory", "RunOptions", "RunResult", "RunWatch", "load_snapshot", "make_plan", "run_once"]
+__all__ = [
+    "Planned",
+    "RunMemory",
+    "RunOptions",
+    "RunResult",
+    "RunWatch",
+    "apply_saved",
+    "load_snapshot",
+    "make_plan",
+    "run_once",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,8 @@ class RunOptions:
     """Safety categories whose limits this run lifts (``--allow CATEGORY``)."""
     allow_last_admin: bool = False
     """Apply even the change that leaves the store without an active admin (``--allow-last-admin``)."""
+    fingerprint: bool = False
+    """A dry run: also fingerprint the state it planned against, for a saved plan (``plan --out``)."""
     memory: RunMemory | None = None
     """What the process keeps between its runs (the daemon's cycles): see :class:`RunMemory`."""
 
@@ -150,6 +164,8 @@ class Planned:
     """The mirror as the feed leaves it."""
     bases: safety.Bases = field(default_factory=safety.Bases)
     """How many managed objects the store held: what the safety limits' proportions are of."""
+    state: StoreState | None = None
+    """The state the plan was made against."""
 
 
 def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirror: Mirror | None) -> Source:
@@ -197,7 +213,7 @@ def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphSta
         plan = diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
-    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None), safety.Bases.of(state))
+    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None), safety.Bases.of(state), state)
 
 
 def _refusals(config: Config, options: RunOptions, planned: Planned) -> list[safety.Refusal]:
@@ -268,6 +284,76 @@ def _run(config: Config, options: RunOptions, store: Store | None) -> RunResult:
     return result
 
 
+def apply_saved(config: Config, saved: SavedPlan, options: RunOptions) -> RunResult:
+    """``syncd apply FILE``: carry out a reviewed plan exactly, as a run with trigger ``apply``.
+
+    Under the lock, the store must still be the one the plan was made against (its fingerprint) and
+    the plan no older than ``safety.plan_max_age_minutes``, else the run is refused (``PLAN_STALE``);
+    the safety limits hold as for a sync.  Nothing is read from Graph, and the mirror is left as it
+    is: the next sync reads Graph's changes against the store as the plan leaves it.
+    """
+    from .store import SqlStore
+
+    check(options.cancel)
+    started = time.monotonic()
+    store = SqlStore(config.store.url)
+    try:
+        with store.lock(wait_seconds=options.wait_seconds, holder="syncd apply"):
+            store.ensure_schema()
+            result = _apply_saved(config, saved, options, store)
+    finally:
+        store.close()
+    result.duration = time.monotonic() - started
+    try:
+        report(log, result)
+    except KeyboardInterrupt:
+        _interrupted_after_commit(result)
+    return result
+
+
+def _apply_saved(config: Config, saved: SavedPlan, options: RunOptions, store: Store) -> RunResult:
+    from .saved_plan import fingerprint
+
+    with recorded(store, options.trigger, options.watch) as journal:
+        if store.is_paused():
+            return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
+        plan = saved.plan
+        journal.plan = plan
+        state = store.load_state()
+        stale = _staleness(config, saved, fingerprint(state))
+        if stale is not None:
+            return _refused(journal, plan, [safety.Refusal("PLAN_STALE", stale)], Snapshot())
+        refusals = safety.check(
+            plan,
+            config.safety,
+            bases=safety.Bases.of(state),
+            policy=config.policy,
+            allow=options.allow,
+            allow_deletes=options.allow_deletes,
+            command=f"syncd apply {saved.path}",
+        )
+        if refusals:
+            return _refused(journal, plan, refusals, Snapshot())
+        return _apply(journal, Planned(Snapshot(), plan, state=state), options)
+
+
+def _staleness(config: Config, saved: SavedPlan, current: str) -> str | None:
+    remake = f"make a new one with `syncd plan --out {saved.path}`, review it, and apply that"
+    if current != saved.store_fingerprint:
+        return (
+            f"the store changed since the plan in {saved.path} was made ({saved.created_at:%Y-%m-%d %H:%M:%S} UTC); "
+            f"nothing was applied: {remake}"
+        )
+    age = datetime.now(UTC) - saved.created_at
+    limit = timedelta(minutes=config.safety.plan_max_age_minutes)
+    if age > limit:
+        return (
+            f"the plan in {saved.path} was made {age.total_seconds() / 60:.0f} minutes ago, more than "
+            f"safety.plan_max_age_minutes = {config.safety.plan_max_age_minutes:g}; nothing was applied: {remake}"
+        )
+    return None
+
+
 def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | None = None) -> RunStatus:
     if refusals:
         return RunStatus.REFUSED
@@ -279,12 +365,20 @@ def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | 
 
 
 def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
+    from .saved_plan import fingerprint
+
     planned = make_plan(config, options, store, stats)
     snapshot, plan = planned.snapshot, planned.plan
     refusals = _refusals(config, options, planned)
     code = _verdict(plan, refusals).exit_code
     return RunResult(
-        RunStatus.DRY_RUN, code, plan, failures=list(snapshot.failures), refusals=refusals, message=summary_line(plan)
+        RunStatus.DRY_RUN,
+        code,
+        plan,
+        failures=list(snapshot.failures),
+        refusals=refusals,
+        message=summary_line(plan),
+        store_fingerprint=fingerprint(planned.state) if options.fingerprint and planned.state is not None else None,
     )
 
 

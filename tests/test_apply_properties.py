@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from syncd.model import (
     StoreUser,
 )
 from syncd.plan import diff
+from syncd.records import plan_from_record, plan_record
 from syncd.store import MemoryStore, SqlStore, Store
 from syncd.store.schema import audit, sync_runs, team_members, teams, users
 from tests.builders import ROLES
@@ -142,6 +145,7 @@ def _empty(store: SqlStore) -> None:
 def _apply(store: Store, snapshot: Snapshot, policy: Policy):
     before = store.load_state()
     plan = diff(snapshot, before, policy)
+    assert plan_from_record(json.loads(json.dumps(plan_record(plan)))) == plan, "a saved plan is the plan"
     result = apply_plan(store, plan, store.begin_run("cli"))
     assert result.failed == [], result.failed
     assert result.applied == len(plan.changes)

@@ -62,7 +62,13 @@ def configure(sim: Simulator, folder: Path, store_url: str, **sync: Any) -> Conf
                 "max_retries": 0,
             },
             "sync": sync,
-            "safety": {"max_deactivations": 10**6, "max_team_deletions": 10**6},
+            "safety": {
+                "max_deactivations": 10**6,
+                "max_team_deletions": 10**6,
+                "max_member_removals": 10**6,
+                "max_type_downgrades": 10**6,
+                "max_percent": 100,
+            },
         },
         base=folder,
     )
