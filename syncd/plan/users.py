@@ -95,9 +95,7 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
         # [departed] unassigned / removed from every assigned group / disabled / deleted -> inactive
         deactivations.append(DeactivateUser(user.id, user.entra_id, user.email, reason))
     changes.extend(deactivations)
-    planned = list(changes)
-    changes, kept = _keep_an_admin(changes, state, policy, errors, warnings)
-    held = tuple(change for change in planned if change not in changes and isinstance(change, DeactivateUser))
+    changes, kept, held = _keep_an_admin(changes, state, policy, errors, warnings)
     for user in kept:
         if user.entra_id is not None:
             active_after[user.entra_id] = user
@@ -146,7 +144,7 @@ POSITIVE_EVIDENCE = (DISABLED, DELETED)
 
 def _keep_an_admin(
     changes: list[Change], state: StoreState, policy: Policy, errors: list[Problem], warnings: list[Problem]
-) -> tuple[list[Change], list[StoreUser]]:
+) -> tuple[list[Change], list[StoreUser], tuple[Change, ...]]:
     """[last-admin] The store keeps an active admin through an unassignment or a demotion.
 
     When the plan would leave no active user of type admin (managed or not) where there was one,
@@ -154,12 +152,12 @@ def _keep_an_admin(
     reported every run until an admin is assigned or ``--allow-last-admin`` is given); a departure
     Entra reports (the account disabled or deleted) applies all the same, and the run says that no
     admin is left (NO_ADMIN_LEFT, an error; a warning when ``--allow-last-admin`` asked for it).
-    Returns the changes, and the rows kept active.
+    Returns the changes, the rows kept active, and the deactivation held back (for the safety limits).
     """
     rows = {user.id: user for user in state.users}
     admins_before = {user.id for user in state.users if user.active and user.user_type == ADMIN}
     if not admins_before:
-        return changes, []
+        return changes, [], ()
     losing: dict[int, DeactivateUser | UpdateUser] = {}
     admins_after = set(admins_before)
     new_admin = False
@@ -181,7 +179,7 @@ def _keep_an_admin(
         elif isinstance(change, ReactivateUser) and change.user_id in rows and rows[change.user_id].user_type == ADMIN:
             admins_after.add(change.user_id)
     if admins_after or new_admin:
-        return changes, []
+        return changes, [], ()
     held = [
         change
         for change in losing.values()
@@ -202,7 +200,7 @@ def _keep_an_admin(
             )
         )
         if isinstance(keep, DeactivateUser):
-            return [change for change in changes if change is not keep], [kept_user]
+            return [change for change in changes if change is not keep], [kept_user], (keep,)
         kept_fields = tuple(entry for entry in keep.changes if entry[0] != "user_type")
         replaced: list[Change] = []
         for change in changes:
@@ -210,7 +208,7 @@ def _keep_an_admin(
                 replaced.append(change)
             elif kept_fields:
                 replaced.append(UpdateUser(keep.user_id, keep.entra_id, keep.email, kept_fields))
-        return replaced, []
+        return replaced, [], ()
     gone = sorted(rows[user_id].email for user_id in losing)
     (warnings if held else errors).append(
         problem(
@@ -222,4 +220,4 @@ def _keep_an_admin(
             f"{'was' if len(gone) == 1 else 'were'} the last; assign an admin in Entra ID",
         )
     )
-    return changes, []
+    return changes, [], ()
