@@ -17,6 +17,7 @@ Every change to a user, a group, a membership or an app role assignment takes th
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 
@@ -50,39 +51,49 @@ class ChangeLog:
     """assignment id -> version at which it was made."""
     removed_assignments: dict[str, RemovedAssignment] = field(default_factory=dict)
     tombstones: dict[str, Tombstone] = field(default_factory=dict)
+    events: list[tuple[int, str]] = field(default_factory=list)
+    """(version, id of the user, group or assignment that changed), in version order: what a round
+    since a version looks at, instead of every object of the tenant."""
 
-    def next(self) -> int:
+    def next(self, object_id: str = "") -> int:
         self.version += 1
+        if object_id:
+            self.events.append((self.version, object_id))
         return self.version
+
+    def changed_since(self, since: int) -> set[str]:
+        """The ids of users, groups and assignments with a change after version ``since``."""
+        start = bisect.bisect_right(self.events, (since, "\uffff"))
+        return {object_id for _, object_id in self.events[start:]}
 
     def created(self, object_id: str) -> None:
         """A new (or restored) user or group: every property counts as changed."""
-        self.properties[object_id] = {"*": self.next()}
+        self.properties[object_id] = {"*": self.next(object_id)}
         self.tombstones.pop(object_id, None)
 
     def changed(self, object_id: str, names: list[str]) -> None:
-        version = self.next()
+        version = self.next(object_id)
         changed = self.properties.setdefault(object_id, {})
         for name in names:
             changed[name] = version
 
     def removed(self, object_id: str, seq: int, kind: str, reason: str) -> None:
-        self.tombstones[object_id] = Tombstone(self.next(), seq, kind, reason)
+        self.tombstones[object_id] = Tombstone(self.next(object_id), seq, kind, reason)
         self.properties.pop(object_id, None)
         if reason == "deleted":
             self.members.pop(object_id, None)
 
     def membership(self, group_id: str, member_id: str, odata_type: str) -> None:
-        self.members.setdefault(group_id, {})[member_id] = self.next()
+        self.members.setdefault(group_id, {})[member_id] = self.next(group_id)
         self.member_types[member_id] = odata_type
 
     def assigned(self, assignment_id: str) -> None:
-        self.assignments[assignment_id] = self.next()
+        self.assignments[assignment_id] = self.next(assignment_id)
         self.removed_assignments.pop(assignment_id, None)
 
     def unassigned(self, assignment_id: str, seq: int) -> None:
         self.assignments.pop(assignment_id, None)
-        self.removed_assignments[assignment_id] = RemovedAssignment(self.next(), seq)
+        self.removed_assignments[assignment_id] = RemovedAssignment(self.next(assignment_id), seq)
 
     def last_change(self, object_id: str, names: list[str] | None) -> int:
         """The version of the latest change to the object among ``names`` (None: any property)."""

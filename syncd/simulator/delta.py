@@ -368,6 +368,7 @@ def _entries(tenant: Tenant, query: _Query, position: _Position) -> Iterable[_En
     log = tenant.changelog
     since = position.since
     wanted = set(query.ids) if query.ids is not None else None
+    changed = log.changed_since(since) if since else None  # None in a first round: every object
 
     def tracked(object_id: str) -> bool:
         return wanted is None or object_id in wanted
@@ -375,37 +376,47 @@ def _entries(tenant: Tenant, query: _Query, position: _Position) -> Iterable[_En
     if query.kind == "users" or (query.kind == "directoryObjects" and USER.name in query.types):
         typed = query.kind == "directoryObjects"
         select = _selected(query, USER)
-        for user in list(tenant.users.values()):
+        for user in _candidates(tenant.users, changed):
             if tracked(user.id) and log.last_change(user.id, select) > since:
                 yield _Entry(user.seq, _user_renderer(tenant, user, select, typed))
         if since:
-            for object_id, stone in list(log.tombstones.items()):
-                if stone.kind == "user" and stone.version > since and tracked(object_id):
+            for object_id in changed or ():
+                stone = log.tombstones.get(object_id)
+                if stone is not None and stone.kind == "user" and stone.version > since and tracked(object_id):
                     yield _Entry(stone.seq, _removed(object_id, stone.reason, USER if typed else None))
     if query.kind == "groups" or (query.kind == "directoryObjects" and GROUP.name in query.types):
         typed = query.kind == "directoryObjects"
         select = _selected(query, GROUP)
         with_members = query.kind == "groups" and (query.select is None or "members" in query.select)
         properties = None if select is None else [name for name in select if name not in ("members", "owners")]
-        for group in list(tenant.groups.values()):
+        for group in _candidates(tenant.groups, changed):
             if not tracked(group.id):
                 continue
             changed_members = _member_changes(tenant, group.id, since) if with_members else []
             if log.last_change(group.id, properties) > since or changed_members:
                 yield _Entry(group.seq, _group_renderer(tenant, group, properties, changed_members, typed))
         if since:
-            for object_id, stone in list(log.tombstones.items()):
-                if stone.kind == "group" and stone.version > since and tracked(object_id):
+            for object_id in changed or ():
+                stone = log.tombstones.get(object_id)
+                if stone is not None and stone.kind == "group" and stone.version > since and tracked(object_id):
                     yield _Entry(stone.seq, _removed(object_id, "deleted", GROUP if typed else None))
     if query.kind == "directoryObjects" and APP_ROLE_ASSIGNMENT.name in query.types:
         select = _selected(query, APP_ROLE_ASSIGNMENT)
-        for item in list(tenant.assignments.values()):
+        for item in _candidates(tenant.assignments, changed):
             if log.assignments.get(item.id, 0) > since:
                 yield _Entry(item.seq, _assignment_renderer(tenant, item, select))
         if since:
-            for assignment_id, removed in list(log.removed_assignments.items()):
-                if removed.version > since:
+            for assignment_id in changed or ():
+                removed = log.removed_assignments.get(assignment_id)
+                if removed is not None and removed.version > since:
                     yield _Entry(removed.seq, _removed(assignment_id, "deleted", APP_ROLE_ASSIGNMENT))
+
+
+def _candidates(objects: dict[str, Any], changed: set[str] | None) -> list[Any]:
+    """The objects a round looks at: all of them in a first round, else those with a change."""
+    if changed is None:
+        return list(objects.values())
+    return [objects[object_id] for object_id in changed if object_id in objects]
 
 
 def _selected(query: _Query, resource: ResourceType) -> list[str] | None:
