@@ -92,15 +92,16 @@ def users_to_ask_about(snapshot: Snapshot, managed: Managed, email_attribute: st
     if snapshot.scope != "assigned" or snapshot.partial:
         return []
     seen = {user.id for user in snapshot.users} | snapshot.deleted_user_ids
-    leaving = {entra_id for entra_id, user in managed.users.items() if user.active and entra_id not in seen}
-    holders_by_email = {user.email: entra_id for entra_id, user in managed.users.items()}
-    for source in snapshot.users:
-        if source.account_enabled is False:
-            continue
-        email = user_email(source, email_attribute)
-        holder = holders_by_email.get(email) if email is not None else None
-        if holder is None or holder == source.id or holder in seen:
-            continue
-        if managed.users[holder].inactive_reason != DELETED:
-            leaving.add(holder)
+    unseen = {entra_id: user for entra_id, user in managed.users.items() if entra_id not in seen}
+    leaving = {entra_id for entra_id, user in unseen.items() if user.active}
+    # only a holder the snapshot does not mention can be asked about (a seen one speaks for itself)
+    holders_by_email = {user.email: entra_id for entra_id, user in unseen.items() if user.inactive_reason != DELETED}
+    if holders_by_email:
+        for source in snapshot.users:
+            if source.account_enabled is False:
+                continue
+            email = user_email(source, email_attribute)
+            holder = holders_by_email.get(email) if email is not None else None
+            if holder is not None and holder != source.id:
+                leaving.add(holder)
     return sorted(leaving)

@@ -306,6 +306,10 @@ class MirrorFeed:
         )
 
 
+def _differs(old: SourceUser | None, new: SourceUser) -> bool:
+    return old is not new and old != new  # most users are the very object the mirror held
+
+
 def feed_between(old: Mirror, new: Mirror, *, incremental: bool) -> MirrorFeed:
     """The writes that turn the stored ``old`` into ``new`` (whole, after a full read)."""
     assert new.cursor is not None
@@ -321,7 +325,7 @@ def feed_between(old: Mirror, new: Mirror, *, incremental: bool) -> MirrorFeed:
         )
     return MirrorFeed(
         new.cursor,
-        users=tuple(user for user_id, user in new.users.items() if old.users.get(user_id) != user),
+        users=tuple(user for user_id, user in new.users.items() if _differs(old.users.get(user_id), user)),
         dropped_users=tuple(user_id for user_id in old.users if user_id not in new.users),
         hidden=new.hidden,
         groups=tuple(group for group_id, group in new.groups.items() if old.groups.get(group_id) != group),

@@ -270,12 +270,20 @@ def _drop_email_conflicts(
     for entra_id, user in desired.items():
         claims[user.email].append(entra_id)
     holders = {user.email: user for user in found.state.users}
+    # an email one user claims and nobody else holds (or the claimant itself) is settled at once
+    contested = {
+        email: claimants
+        for email, claimants in claims.items()
+        if len(claimants) > 1 or (email in holders and holders[email].entra_id != claimants[0])
+    }
     relinked: dict[str, StoreUser] = {}
     rejected: dict[str, tuple[str, str]] = {}  # entra id -> (email, who has it)
+    kept = desired
     while True:
-        kept = {entra_id: user for entra_id, user in desired.items() if entra_id not in rejected}
+        if rejected:
+            kept = {entra_id: user for entra_id, user in desired.items() if entra_id not in rejected}
         rejections: dict[str, tuple[str, str]] = {}
-        for email, all_claimants in claims.items():
+        for email, all_claimants in contested.items():
             claimants = [c for c in all_claimants if c not in rejected]
             if not claimants:
                 continue
