@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy, is_custom_role_id
 from .safety import Limits as SafetyConfig
+from .scope_rules import Rule
+from .scope_rules import graph_properties as scope_graph_properties
+from .scope_rules import parse as parse_scope_rules
 
 CONFIG_ENV = "SYNCD_CONFIG"
 SECRET_ENV = "SYNCD_CLIENT_SECRET"
@@ -94,6 +97,8 @@ class GraphConfig:
     max_concurrency: int = 8
     timeout_seconds: float = 30.0
     max_retries: int = 6
+    extra_user_properties: tuple[str, ...] = ()
+    """User properties read beside the registry's: those the scoping rules test (set from [scope])."""
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -141,6 +146,11 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeConfig:
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     format: str = "text"
     level: str = "INFO"
@@ -155,6 +165,7 @@ class Config:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    scope: ScopeConfig = field(default_factory=ScopeConfig)
     path: str = ""
 
     @property
@@ -165,6 +176,7 @@ class Config:
             provision_user_type=self.sync.provision_user_type,
             precedence=self.roles.precedence,
             role_map=dict(self.roles.map),
+            scope_rules=self.scope.rules,
         )
 
 
@@ -344,6 +356,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "stop_timeout_seconds": _number(0, exclusive=True),
     },
     "log": {"format": _one_of("text", "json"), "level": _level},
+    "scope": {"rules": lambda value: None},  # checked whole by scope_rules.parse (see validate)
 }
 
 
@@ -356,6 +369,11 @@ def validate(data: Mapping[str, Any]) -> list[str]:
             continue
         if not isinstance(body, dict):
             problems.append(f"{section}: must be a table ([{section}])")
+            continue
+        if section == "scope":
+            problems.extend(f"scope.{key}: unknown key" for key in body if key != "rules")
+            if "rules" in body:
+                problems.extend(parse_scope_rules(body["rules"])[1])
             continue
         for key, value in body.items():
             check = SCHEMA[section].get(key)
@@ -432,9 +450,13 @@ def build(data: Mapping[str, Any], *, path: str = "", base: Path | None = None) 
         roles["precedence"] = tuple(roles["precedence"])
     store = section("store")
     store["url"] = normalise_store_url(store.get("url", ""), base)
+    rules, _ = parse_scope_rules(section("scope").get("rules", []))
+    if rules:
+        graph["extra_user_properties"] = scope_graph_properties(rules)
     return Config(
         store=StoreConfig(**store),
         graph=GraphConfig(**graph),
+        scope=ScopeConfig(rules),
         sync=SyncConfig(**section("sync")),
         roles=RolesConfig(**roles),
         safety=SafetyConfig(**section("safety")),

@@ -91,6 +91,12 @@ _CODES = (
         "Nothing; rename the user in Entra ID if the stored name reads badly.",
     ),
     ErrorCode(
+        "OUT_OF_SCOPE",
+        "An assigned user is admitted by no scope rule ([[scope.rules]]) and is deactivated (reason "
+        "out_of_scope); the message names the conditions that failed (warning).",
+        "Nothing if intended; otherwise correct the user's attributes in Entra ID or the rules.",
+    ),
+    ErrorCode(
         "ROLE_UNKNOWN",
         "A user holds an app role that maps to no user type; the default type was used (warning).",
         "Name the role admin, member, viewer, guest or a number, or map it in [roles.map].",

@@ -21,7 +21,8 @@ from .model import Managed, Snapshot, SourceUser, user_email
 UNASSIGNED = "unassigned"
 DISABLED = "disabled"
 DELETED = "deleted"
-INACTIVE_REASONS = (UNASSIGNED, DISABLED, DELETED)
+OUT_OF_SCOPE = "out_of_scope"
+INACTIVE_REASONS = (UNASSIGNED, DISABLED, DELETED, OUT_OF_SCOPE)
 """Why a managed user is inactive, as the store keeps it."""
 
 

@@ -381,8 +381,14 @@ def user_from_json(user_id: str, text: str) -> SourceUser:
         mail=values.get("mail"),
         display_name=values.get("displayName"),
         account_enabled=values.get("accountEnabled", True),
-        attributes={attribute.graph: values.get(attribute.graph) for attribute in USER_ATTRIBUTES},
+        attributes={
+            **{attribute.graph: values.get(attribute.graph) for attribute in USER_ATTRIBUTES},
+            **{name: value for name, value in values.items() if name not in _CORE_JSON},
+        },
     )
+
+
+_CORE_JSON = frozenset({"userPrincipalName", "mail", "displayName", "accountEnabled"})
 
 
 def cursor_json(cursor: Cursor) -> str:

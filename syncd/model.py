@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .scope_rules import Rule
+
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 BUILTIN_USER_TYPES = ("admin", "member", "viewer", "guest")
 DEFAULT_PRECEDENCE = ("admin", "custom", "member", "viewer", "guest")
@@ -225,6 +227,8 @@ class Policy:
     role_map: Mapping[str, str] = field(default_factory=dict)
     allow_last_admin: bool = False
     """Apply even the change that would leave the store without an active admin (``--allow-last-admin``)."""
+    scope_rules: tuple[Rule, ...] = ()
+    """``[[scope.rules]]``: attribute conditions an assigned user must meet to be in scope."""
 
 
 # --------------------------------------------------------------------------- what the store can hold
@@ -282,9 +286,11 @@ CORE_USER_PROPERTIES = ("id", "userPrincipalName", "mail", "displayName")
 """The Graph user properties syncd's rules read, besides ``accountEnabled``."""
 
 
-def user_properties() -> tuple[str, ...]:
-    """Every Graph user property syncd reads, in ``$select`` order."""
-    return (*CORE_USER_PROPERTIES, *(attribute.graph for attribute in USER_ATTRIBUTES), "accountEnabled")
+def user_properties(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every Graph user property syncd reads, in ``$select`` order; ``extra``: those scoping rules read."""
+    registry = tuple(attribute.graph for attribute in USER_ATTRIBUTES)
+    more = tuple(name for name in extra if name not in registry and name not in CORE_USER_PROPERTIES)
+    return (*CORE_USER_PROPERTIES, *registry, *more, "accountEnabled")
 
 
 def user_fields() -> tuple[str, ...]:

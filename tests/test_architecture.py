@@ -8,13 +8,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "syncd"
 
 ALLOWED = {
-    "model": set(),
+    "model": {"scope_rules"},
+    "scope_rules": set(),
     "mirror": {"model"},
     "after": {"model", "changes"},
     "changes": {"model"},
-    "evidence": {"model"},
+    "evidence": {"model", "scope_rules"},
     "roles": {"model"},
-    "plan": {"model", "changes", "roles", "evidence", "plan"},
+    "plan": {"model", "changes", "roles", "evidence", "plan", "scope_rules"},
     "render": {"model", "changes"},
     "safety": {"model", "changes"},
 }

@@ -53,7 +53,6 @@ from .decode import (
 from .reads import (
     ASSIGNMENT_FIELDS,
     GROUP_FIELDS,
-    USER_FIELDS,
     member_groups,
     read_service_principal,
     read_user_count,
@@ -202,11 +201,13 @@ async def _user_step(client: GraphClient, seen: _Seen) -> CheckStep:
     assigned = next((a.principal_id for a in seen.assignments if a.principal_type == "User"), None)
     if assigned is not None:
         seen.user_id = assigned  # the later steps test their permissions even if this read fails
-        body = await client.get_json(f"{user_path(assigned)}?$select={USER_FIELDS}", what=f"reading user {assigned}")
+        body = await client.get_json(
+            f"{user_path(assigned)}?$select={client.user_fields}", what=f"reading user {assigned}"
+        )
         user = decode_user(body, fallback_id=assigned)
         source = "assigned user"
     else:
-        page = decode_page(await client.get_json(f"/users?$select={USER_FIELDS}&$top=1", what="listing users"))
+        page = decode_page(await client.get_json(f"/users?$select={client.user_fields}&$top=1", what="listing users"))
         if not page.items:
             return CheckStep("user", True, "the directory has no users to read")
         user = decode_user(page.items[0])
@@ -237,7 +238,7 @@ async def _members_step(client: GraphClient, seen: _Seen, *, nested: bool) -> Ch
     if seen.group_id is None:
         return CheckStep("group members", True, "no group to read the members of")
     relation = "transitiveMembers" if nested else "members"
-    url = f"/groups/{segment(seen.group_id)}/{relation}?$select={USER_FIELDS}&$top={PAGE_SIZE}"
+    url = f"/groups/{segment(seen.group_id)}/{relation}?$select={client.user_fields}&$top={PAGE_SIZE}"
     page = decode_page(await client.get_json(url, what=f"reading the {relation} of group {seen.group_id}"))
     users = [(item, user) for item, user in ((item, decode_member(item)) for item in page.items) if user is not None]
     if any(not has_user_fields(item) for item, _ in users):

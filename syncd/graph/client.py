@@ -48,6 +48,7 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from ..cancel import check
 from ..config import GraphConfig
 from ..errors import ConfigError, GraphError
+from ..model import user_properties
 from .auth import LOOPBACK_HOSTS, build_credential, close_credential, graph_scope
 from .classify import graph_error, is_fatal, path_of
 from .decode import BadResponse, BatchItemResponse, decode_batch_response, decode_page, load_object
@@ -141,6 +142,8 @@ class GraphClient:
         self.credential = credential if credential is not None else build_credential(graph)
         self.scope = graph_scope(graph)
         self._semaphore = asyncio.Semaphore(max(1, graph.max_concurrency))
+        self.user_fields = ",".join(user_properties(graph.extra_user_properties))
+        """The user properties every read of users selects: the registry's, and those scoping rules test."""
         self._http = _http_client(graph)
         self._adapter = _request_adapter(self.base_url, self.credential, self.scope, self._http)
 

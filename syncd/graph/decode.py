@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import DEFAULT_ACCESS_ROLE_ID, USER_ATTRIBUTES, AppRole, Assignment, PrincipalType, SourceUser
+from ..scope_rules import ATTRIBUTES as SCOPE_ATTRIBUTES
+from ..scope_rules import EXTENSION_ATTRIBUTES
 
 
 class BadResponse(ValueError):
@@ -177,8 +179,24 @@ def decode_user(item: Mapping[str, Any], fallback_id: str | None = None) -> Sour
         mail=_string(item, "mail", where),
         display_name=_string(item, "displayName", where),
         account_enabled=enabled,
-        attributes={attribute.graph: _string(item, attribute.graph, where) for attribute in USER_ATTRIBUTES},
+        attributes=_attributes(item, where),
     )
+
+
+def _attributes(item: Mapping[str, Any], where: str) -> dict[str, str | None]:
+    """The registry's attributes, and those scoping rules test that the answer carries (the extension
+    attributes flattened out of ``onPremisesExtensionAttributes``)."""
+    attributes = {attribute.graph: _string(item, attribute.graph, where) for attribute in USER_ATTRIBUTES}
+    for name in SCOPE_ATTRIBUTES:
+        if name in item and name not in attributes:
+            attributes[name] = _string(item, name, where)
+    extensions = item.get("onPremisesExtensionAttributes")
+    if isinstance(extensions, Mapping):
+        for name in EXTENSION_ATTRIBUTES:
+            attributes[name] = _string(extensions, name, where)
+    elif extensions is not None:
+        raise BadResponse(f"{where}: 'onPremisesExtensionAttributes' is not an object")
+    return attributes
 
 
 def member_kind(item: Mapping[str, Any]) -> str:

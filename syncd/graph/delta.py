@@ -24,14 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..config import GraphConfig
 from ..errors import GraphError
 from ..mirror import GroupItem, MirrorAssignment, RemovedUser
-from ..model import SourceUser
+from ..model import SourceUser, user_properties
 from .client import MAX_PAGES, GraphClient
 from .decode import BadResponse, decode_assignment, decode_user, member_kind
-from .reads import USER_FIELDS
 
-USERS_DELTA = f"/users/delta?$select={USER_FIELDS}"
 GROUPS_DELTA = "/groups/delta?$select=displayName,members"
 ASSIGNMENTS_DELTA = (
     "/directoryObjects/delta?$filter=isof('microsoft.graph.appRoleAssignment') or isof('microsoft.graph.user')"
@@ -44,9 +43,13 @@ class DeltaExpired(GraphError):
     """Graph no longer honours a delta link: the next read must be a full one."""
 
 
-def selection() -> str:
+def users_delta(client: GraphClient) -> str:
+    return f"/users/delta?$select={client.user_fields}"
+
+
+def selection(graph: GraphConfig) -> str:
     """The user properties the users' delta link selects; another one needs a full read."""
-    return USER_FIELDS
+    return ",".join(user_properties(graph.extra_user_properties))
 
 
 def _expired(error: GraphError) -> bool:

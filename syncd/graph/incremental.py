@@ -48,7 +48,6 @@ from .decode import BadResponse
 from .delta import (
     ASSIGNMENTS_DELTA,
     GROUPS_DELTA,
-    USERS_DELTA,
     DeltaExpired,
     decode_assignments,
     decode_groups,
@@ -56,6 +55,7 @@ from .delta import (
     latest,
     read_round,
     selection,
+    users_delta,
 )
 from .fetch import Progress, full_read_async, run_with_client
 from .reads import Collected, read_application, read_assignments, read_group_names, read_members, read_users
@@ -122,7 +122,7 @@ async def full_read_tracked_async(
         return Reading(snapshot, None, incremental=False)
     started = datetime.now(UTC)
     links = await gather_all(
-        _latest_or_none(client, USERS_DELTA, "starting the users' delta"),
+        _latest_or_none(client, users_delta(client), "starting the users' delta"),
         _latest_or_none(client, GROUPS_DELTA, "starting the groups' delta"),
         _latest_or_none(client, ASSIGNMENTS_DELTA, "starting the assignments' delta"),
     )
@@ -135,7 +135,7 @@ async def full_read_tracked_async(
             "Graph refused the assignments' delta (/directoryObjects/delta); the application's assignments "
             "are listed whole every run"
         )
-    cursor = Cursor(users_link, groups_link, assignments_link, selection(), started)
+    cursor = Cursor(users_link, groups_link, assignments_link, selection(graph), started)
     return Reading(snapshot, mirror_of(snapshot, found.assignment_ids, cursor), incremental=False)
 
 

@@ -20,7 +20,6 @@ from .reads import (
     GROUP_FIELDS,
     GUID,
     UNREAD_APPLICATION,
-    USER_FIELDS,
     Collected,
     build_snapshot,
     member_groups,
@@ -120,7 +119,7 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
     what = f"reading user {user}"
     key_property = "userPrincipalName"
     try:
-        body = await client.get_json(f"{user_path(user)}?$select={USER_FIELDS}", what=what)
+        body = await client.get_json(f"{user_path(user)}?$select={client.user_fields}", what=what)
     except GraphError as error:
         if error.status not in (400, 404):
             raise
@@ -129,7 +128,7 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
         if "@" not in user:
             raise SyncdError(f"no user {user!r} in Entra ID", code="NOT_FOUND") from None
         items = await client.collect(
-            f"/users?$filter={query_value(odata_equals('mail', user))}&$select={USER_FIELDS}",
+            f"/users?$filter={query_value(odata_equals('mail', user))}&$select={client.user_fields}",
             what=f"finding the user with mail {user}",
         )
         if len(items) != 1:

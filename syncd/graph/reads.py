@@ -163,7 +163,7 @@ async def read_members(client: GraphClient, group_id: str, *, nested: bool, foun
     are recorded in ``found`` as they arrive.
     """
     relation = "transitiveMembers" if nested else "members"
-    url = f"/groups/{segment(group_id)}/{relation}?$select={USER_FIELDS}&$top={PAGE_SIZE}"
+    url = f"/groups/{segment(group_id)}/{relation}?$select={client.user_fields}&$top={PAGE_SIZE}"
     what = f"reading the members of group {group_id}"
     member_ids: dict[str, None] = {}
     try:
@@ -214,7 +214,7 @@ async def read_users(client: GraphClient, user_ids: Sequence[str], found: Collec
     list it, so it exists, and Graph not finding it by id yet is replication lag (a user created
     a moment ago): that read fails, and the next cycle reads it again.
     """
-    urls = [f"{user_path(user_id)}?$select={USER_FIELDS}" for user_id in user_ids]
+    urls = [f"{user_path(user_id)}?$select={client.user_fields}" for user_id in user_ids]
     results = await client.batch_get(urls, what="reading users")
     for user_id, result in zip(user_ids, results, strict=True):
         if result.error is not None:
@@ -250,7 +250,7 @@ async def list_users(
     directory when only the directly assigned users are looked for.  ``on_page`` is called with
     the number of users listed so far after each page.
     """
-    url = f"/users?$select={USER_FIELDS}&$top={PAGE_SIZE}"
+    url = f"/users?$select={client.user_fields}&$top={PAGE_SIZE}"
     listed = 0
     try:
         async for page in client.pages(url, what="listing users"):

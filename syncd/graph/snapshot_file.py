@@ -92,6 +92,7 @@ from ..model import (
     escape,
     shown,
 )
+from ..scope_rules import ATTRIBUTES as SCOPE_ATTRIBUTES
 
 FORMAT = "syncd-snapshot"
 VERSION = 1
@@ -140,6 +141,7 @@ def _user_json(user: SourceUser) -> dict[str, Any]:
         "mail": user.mail,
         "displayName": user.display_name,
         **{attribute.graph: user.attributes.get(attribute.graph) for attribute in USER_ATTRIBUTES},
+        **{name: value for name, value in user.attributes.items() if name in SCOPE_ATTRIBUTES},
         "accountEnabled": user.account_enabled,
     }
 
@@ -153,6 +155,9 @@ class _Reader:
 
     def error(self, key: str, problem: str) -> SnapshotError:
         return SnapshotError(f"{self.where}{escape(key)}: {problem}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
 
     def string(self, key: str, *, default: str | None = None, required: bool = False) -> str:
         value = self.data.get(key)
@@ -243,7 +248,10 @@ def _user(item: _Reader) -> SourceUser:
         mail=item.optional_string("mail"),
         display_name=item.optional_string("displayName"),
         account_enabled=item.boolean("accountEnabled", True, nullable=True),
-        attributes={attribute.graph: item.optional_string(attribute.graph) for attribute in USER_ATTRIBUTES},
+        attributes={
+            **{attribute.graph: item.optional_string(attribute.graph) for attribute in USER_ATTRIBUTES},
+            **{name: item.optional_string(name) for name in SCOPE_ATTRIBUTES if item.has(name)},
+        },
     )
 
 

@@ -69,7 +69,7 @@ class ApplicationSource:
         mirror = self.mirror
         if mirror is None or mirror.cursor is None:
             return "there is no mirror of Graph yet"
-        if mirror.cursor.selection != selection():
+        if mirror.cursor.selection != selection(self.config.graph):
             return "the selected user properties changed"
         now = self.now or datetime.now(UTC)
         if now - mirror.cursor.full_at > timedelta(hours=sync.full_every_hours):

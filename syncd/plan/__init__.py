@@ -17,6 +17,8 @@ row             Entra state -> effect on the store
 [departed]      unassigned, removed from every assigned group, disabled or deleted -> inactive, never
                 deleted, the reason kept
 [disabled-new]  assigned but disabled, never provisioned -> not created
+[scoped]        assigned, but no [[scope.rules]] rule admits the user -> never created; deactivated
+                (out_of_scope) if provisioned
 [not-read]      in scope, but Graph returned no user object -> USER_NOT_READ, left exactly as it is
 [returned]      an inactive managed user back in scope -> the same row reactivated
 [rehire]        a new account with the email of a deleted account's row -> takes that row over
@@ -71,6 +73,7 @@ SEMANTICS_ROWS = (
     "changed",
     "departed",
     "disabled-new",
+    "scoped",
     "not-read",
     "returned",
     "rehire",

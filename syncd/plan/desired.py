@@ -32,6 +32,7 @@ from ..model import (
     user_name,
 )
 from ..roles import Scope, choose_user_type, role_user_types
+from ..scope_rules import decide
 from .problems import problem
 
 
@@ -60,6 +61,8 @@ class Desired:
     name_warnings: Mapping[str, Problem]
     role_warnings: Mapping[str, Problem]
     """Warnings by Entra id, reported only with a change that acts on them."""
+    out_of_scope: Mapping[str, str] = field(default_factory=dict)
+    """[scoped] Users assigned but admitted by no scope rule, by Entra id: why, in words."""
 
 
 @dataclass(slots=True)
@@ -87,6 +90,7 @@ def desired_users(snapshot: Snapshot, state: StoreState, policy: Policy, scope: 
     roles = role_user_types(snapshot, policy)
     directly_assigned = {a.principal_id for a in snapshot.assignments if a.principal_type == "User"}
     desired: dict[str, DesiredUser] = {}
+    out_of_scope: dict[str, str] = {}
     for entra_id in sorted(scope.user_roles):
         if evidence.is_deleted(entra_id):
             continue  # [departed] deleted in Entra: deactivated by stage 2 if provisioned
@@ -96,6 +100,11 @@ def desired_users(snapshot: Snapshot, state: StoreState, policy: Policy, scope: 
             continue
         if source.account_enabled is False:
             continue  # [disabled-new] never created; [departed] deactivated by stage 2 if provisioned
+        if policy.scope_rules:
+            decision = decide(policy.scope_rules, source.attributes)
+            if not decision.in_scope:
+                out_of_scope[entra_id] = decision.reason  # [scoped] never created; deactivated if provisioned
+                continue
         wanted = _desired_user(found, snapshot, policy, source, scope.user_roles[entra_id], roles)
         if wanted is not None:
             desired[entra_id] = wanted
@@ -107,6 +116,7 @@ def desired_users(snapshot: Snapshot, state: StoreState, policy: Policy, scope: 
         relinked=relinked,
         name_warnings=found.name_warnings,
         role_warnings=found.role_warnings,
+        out_of_scope=out_of_scope,
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..changes import USER_FIELDS, AdoptUser, Change, CreateUser, DeactivateUser, Problem, ReactivateUser, UpdateUser
-from ..evidence import DELETED, DISABLED, Evidence
+from ..evidence import DELETED, DISABLED, OUT_OF_SCOPE, Evidence
 from ..model import Policy, StoreState, StoreUser
 from .desired import Desired, DesiredUser
 from .problems import problem
@@ -89,6 +89,12 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
         if user.entra_id in desired.users or user.id in desired.frozen or user.id in adopted or not user.active:
             continue
         reason = evidence.departure(user.entra_id)
+        if user.entra_id in desired.out_of_scope and reason not in POSITIVE_EVIDENCE:
+            # [scoped] assigned, but no scope rule admits it: deactivated like an unassigned user
+            reason = OUT_OF_SCOPE
+            warnings.append(
+                problem("OUT_OF_SCOPE", "user", user.entra_id, user.email, desired.out_of_scope[user.entra_id])
+            )
         if reason is None:
             active_after[user.entra_id] = user  # absence is no evidence here: stays active
             continue
