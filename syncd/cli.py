@@ -455,6 +455,80 @@ def apply_command(
     raise SystemExit(int(result.exit_code))
 
 
+@cli.command("explain")
+@click.argument("key", metavar="USER_OR_GROUP")
+@click.option("--live", is_flag=True, help="Read the user or group from Graph now, not from the last read.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def explain_command(context: Context, key: str, live: bool, as_json: bool) -> None:
+    """Why a user (email, UPN or Entra id) or a group (name or id) is in the state it is in.
+
+    Exit 0: explained; 2: syncd knows nothing of it (or, with --live, Entra ID does not have it).
+    """
+    from .explain import Facts, explain, find_user
+    from .mirror import snapshot_of
+    from .plan import diff
+    from .records import RecordError, plan_from_record
+
+    if not key.strip() or unstorable(key, EMAIL_LENGTH):
+        raise click.UsageError("explain needs a user's email, UPN or id, or a group's name or id")
+    store = context.store
+    state = store.load_state()
+    policy = context.config.policy
+    if live:
+        snapshot = _live_snapshot(context, key, state)
+        source = "live"
+    else:
+        mirror = store.load_mirror()
+        snapshot = snapshot_of(mirror, mirror.app_roles) if mirror is not None else None
+        source = "the last read" if mirror is not None else "the store only (no read yet)"
+    plan = diff(snapshot, state, policy) if snapshot is not None else None
+    refused, refused_message = None, ""
+    last = store.reports.last_run()
+    if last is not None and last["status"] == "refused":
+        kept = store.reports.run_plan(int(last["id"]))
+        try:
+            refused = plan_from_record(json.loads(kept)) if kept else None
+        except (ValueError, RecordError):
+            refused = None
+        refused_message = str(last["message"])
+    facts = Facts(snapshot, state, policy, plan, refused, refused_message, (), source)
+    graph_user, row = find_user(facts, key)
+    entra_id = graph_user.id if graph_user is not None else (row.entra_id if row is not None else None)
+    if entra_id is None:
+        from .explain import find_group
+
+        group, team = find_group(facts, key)
+        entra_id = group.id if group is not None else (team.entra_id if team is not None else None)
+    audit = store.reports.audit_of(entra_id, limit=10) if entra_id else []
+    explanation = explain(Facts(snapshot, state, policy, plan, refused, refused_message, audit, source), key)
+    if as_json:
+        emit_json(explanation.to_json())
+    else:
+        for line in explanation.to_text().split("\n"):
+            click.echo(show(line))
+    raise SystemExit(2 if explanation.kind == "unknown" else 0)
+
+
+def _live_snapshot(context: Context, key: str, state: Any) -> Any:
+    """A fresh on-demand read of the user (or, failing that, the group) ``key``."""
+    from .graph.fetch import fetch_principal
+
+    config = context.config
+    config.graph.require_application()
+    errors: list[SyncdError] = []
+    for kind in ("user", "group"):
+        try:
+            return fetch_principal(
+                config.graph, config.sync, user=key if kind == "user" else None, group=key if kind == "group" else None
+            )
+        except SyncdError as error:
+            if error.code != "NOT_FOUND":
+                fail(error)
+            errors.append(error)
+    fail(SyncdError(f"{show(key)} is neither a user nor a group in Entra ID", code="NOT_FOUND"))
+
+
 # --------------------------------------------------------------------------- Graph commands
 
 

@@ -87,6 +87,8 @@ class Mirror:
     groups: Mapping[str, MirrorGroup] = field(default_factory=dict)
     assignments: Mapping[str, MirrorAssignment] = field(default_factory=dict)
     cursor: Cursor | None = None
+    app_roles: tuple[AppRole, ...] = ()
+    """The application's app roles as the last read found them (``syncd explain`` names roles by them)."""
 
     def assigned_group_ids(self) -> set[str]:
         return {item.principal_id for item in self.assignments.values() if item.principal_type == "Group"}
@@ -221,8 +223,8 @@ def drop_purged(mirror: Mirror, round_: DeltaRound) -> Mirror:
     return replace(mirror, groups=groups, assignments=assignments)
 
 
-def with_cursor(mirror: Mirror, cursor: Cursor | None) -> Mirror:
-    return replace(mirror, cursor=cursor)
+def with_cursor(mirror: Mirror, cursor: Cursor | None, app_roles: tuple[AppRole, ...] | None = None) -> Mirror:
+    return replace(mirror, cursor=cursor, app_roles=mirror.app_roles if app_roles is None else app_roles)
 
 
 # --------------------------------------------------------------------------- mirror <-> snapshot
@@ -260,7 +262,11 @@ def mirror_of(snapshot: Snapshot, assignment_ids: Mapping[Assignment, str], curs
         if a in assignment_ids
     }
     mirror = Mirror(
-        users={user.id: user for user in snapshot.users}, groups=groups, assignments=assignments, cursor=cursor
+        users={user.id: user for user in snapshot.users},
+        groups=groups,
+        assignments=assignments,
+        cursor=cursor,
+        app_roles=snapshot.app_roles,
     )
     scope = mirror.scope_user_ids()
     return replace(mirror, users={user_id: user for user_id, user in mirror.users.items() if user_id in scope})
@@ -285,6 +291,7 @@ class MirrorFeed:
     dropped_assignments: tuple[str, ...] = ()
     replace: bool = False
     """A full read: the stored mirror is replaced whole."""
+    app_roles: tuple[AppRole, ...] = ()
     incremental: bool = True
     """Whether the read was a delta round (False: a full read)."""
     hidden_changed: bool = False
@@ -322,6 +329,7 @@ def feed_between(old: Mirror, new: Mirror, *, incremental: bool) -> MirrorFeed:
             assignments=tuple(new.assignments.values()),
             replace=True,
             incremental=False,
+            app_roles=new.app_roles,
         )
     return MirrorFeed(
         new.cursor,
@@ -334,6 +342,7 @@ def feed_between(old: Mirror, new: Mirror, *, incremental: bool) -> MirrorFeed:
         dropped_assignments=tuple(key for key in old.assignments if key not in new.assignments),
         incremental=True,
         hidden_changed=new.hidden != old.hidden,
+        app_roles=new.app_roles,
     )
 
 
@@ -355,7 +364,7 @@ def apply_feed(mirror: Mirror | None, feed: MirrorFeed) -> Mirror:
     for assignment_id in feed.dropped_assignments:
         assignments.pop(assignment_id, None)
     assignments.update((item.id, item) for item in feed.assignments)
-    return Mirror(users, feed.hidden - users.keys(), groups, assignments, feed.cursor)
+    return Mirror(users, feed.hidden - users.keys(), groups, assignments, feed.cursor, feed.app_roles)
 
 
 # --------------------------------------------------------------------------- rows, for the stores
@@ -417,3 +426,17 @@ def cursor_from_json(text: str) -> Cursor | None:
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def app_roles_json(roles: tuple[AppRole, ...]) -> str:
+    return json.dumps([[role.id, role.display_name, role.value] for role in roles])
+
+
+def app_roles_from_json(text: str | None) -> tuple[AppRole, ...]:
+    try:
+        return tuple(
+            AppRole(str(i), str(name), None if value is None else str(value))
+            for i, name, value in json.loads(text or "[]")
+        )
+    except (ValueError, TypeError):
+        return ()

@@ -191,7 +191,7 @@ async def delta_read_async(client: GraphClient, graph: GraphConfig, mirror: Mirr
     snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
     if not snapshot.complete:
         return Reading(snapshot, None, incremental=True)
-    return Reading(snapshot, with_cursor(folded, new_cursor), incremental=True)
+    return Reading(snapshot, with_cursor(folded, new_cursor, service_principal.app_roles), incremental=True)
 
 
 async def _read_round(

@@ -628,6 +628,14 @@ class MemoryReports:
         ]
         return max(finished, default=None)
 
+    def audit_of(self, entra_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        rows = [row for row in self._store._read().audit if row["entra_id"] == entra_id]
+        return [audit_dict(_Row(row)) for row in reversed(rows[-limit:])]
+
+    def run_plan(self, run_id: int) -> str | None:
+        row = self._store._read().runs.get(run_id)
+        return None if row is None else row.get("plan")
+
     def reads(self) -> dict[str, Any]:
         values = self._store._read().values
         return reads_summary(values.get(CURSOR_KEY), values.get(INCREMENTAL_AT_KEY))

@@ -196,6 +196,14 @@ class Reports(Protocol):
         """When the newest run that read all of Graph and applied its plan ended (any process's)."""
         ...
 
+    def audit_of(self, entra_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest audit rows about one Entra object, newest first (rows as :meth:`audit` gives them)."""
+        ...
+
+    def run_plan(self, run_id: int) -> str | None:
+        """The plan a refused run kept (:func:`syncd.records.plan_record` as JSON), or None."""
+        ...
+
     def reads(self) -> dict[str, Any]:
         """How Graph is read: ``mode`` (``incremental``, ``incremental (assignments listed)`` or
         ``full``: no mirror yet), ``last_full_at`` and ``last_incremental_at`` (ISO 8601 or None)."""

@@ -15,6 +15,7 @@ from ..records import OBJECT_KINDS, RecordError, audit_values, plan_from_record
 
 PAUSED_KEY = "paused"
 CURSOR_KEY = "mirror.cursor"
+APP_ROLES_KEY = "mirror.app_roles"
 INCREMENTAL_AT_KEY = "mirror.incremental_at"
 INTERRUPTED = (
     "interrupted: the run ended without recording its outcome (its process was killed, or the database "

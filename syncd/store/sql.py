@@ -20,13 +20,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 
-from ..mirror import Mirror, MirrorAssignment, MirrorGroup, cursor_from_json, user_from_json
+from ..mirror import Mirror, MirrorAssignment, MirrorGroup, app_roles_from_json, cursor_from_json, user_from_json
 from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
 from .protocol import Generations, Rejected, refused
-from .rows import CURSOR_KEY, INTERRUPTED, PAUSED_KEY, summary_text
+from .rows import APP_ROLES_KEY, CURSOR_KEY, INTERRUPTED, PAUSED_KEY, summary_text
 from .schema import (
     mirror_assignments,
     mirror_groups,
@@ -251,8 +251,14 @@ class SqlStore:
         if self.dialect == "postgresql":
             reader = self._engine.execution_options(isolation_level="REPEATABLE READ")
         with database_errors(self._url), reader.connect() as connection:
-            text_value = connection.execute(select(sync_state.c.value).where(sync_state.c.key == CURSOR_KEY)).scalar()
-            cursor = cursor_from_json(text_value) if text_value else None
+            values = dict(
+                connection.execute(
+                    select(sync_state.c.key, sync_state.c.value).where(
+                        sync_state.c.key.in_([CURSOR_KEY, APP_ROLES_KEY])
+                    )
+                ).all()
+            )
+            cursor = cursor_from_json(values[CURSOR_KEY]) if values.get(CURSOR_KEY) else None
             if cursor is None:
                 return None
             users: dict[str, SourceUser] = {}
@@ -274,7 +280,9 @@ class SqlStore:
                 row.id: MirrorAssignment(row.id, row.principal_id, row.principal_type, row.app_role_id)
                 for row in connection.execute(select(mirror_assignments))
             }
-        return Mirror(users, frozenset(hidden), groups, assignments, cursor)
+        return Mirror(
+            users, frozenset(hidden), groups, assignments, cursor, app_roles_from_json(values.get(APP_ROLES_KEY))
+        )
 
     # ----------------------------------------------------------------- runs
 

@@ -102,6 +102,18 @@ class SqlReports:
             ).scalar()
         return moment
 
+    def audit_of(self, entra_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            rows = connection.execute(
+                select(audit).where(audit.c.entra_id == entra_id).order_by(audit.c.id.desc()).limit(limit)
+            ).all()
+        return [audit_dict(row) for row in rows]
+
+    def run_plan(self, run_id: int) -> str | None:
+        with self._read() as connection:
+            plan: str | None = connection.execute(select(sync_runs.c.plan).where(sync_runs.c.id == run_id)).scalar()
+        return plan
+
     def reads(self) -> dict[str, Any]:
         with self._read() as connection:
             values = dict(

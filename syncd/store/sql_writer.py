@@ -32,7 +32,7 @@ from ..changes import (
     UpdateUser,
 )
 from ..errors import StoreError
-from ..mirror import MirrorFeed, cursor_json, user_json
+from ..mirror import MirrorFeed, app_roles_json, cursor_json, user_json
 from ..runs import RUN_STATUSES, RunStatus
 from .bulk import insert_many
 from .engine import database_errors
@@ -45,7 +45,7 @@ from .protocol import (
     new_generation,
     parked_email,
 )
-from .rows import CURSOR_KEY, INCREMENTAL_AT_KEY, iso, summary_text
+from .rows import APP_ROLES_KEY, CURSOR_KEY, INCREMENTAL_AT_KEY, iso, summary_text
 from .schema import (
     audit,
     mirror_assignments,
@@ -279,6 +279,7 @@ class SqlWriter:
         )
         dialect = connection.dialect.name
         connection.execute(upsert_state(dialect, CURSOR_KEY, cursor_json(feed.cursor)))
+        connection.execute(upsert_state(dialect, APP_ROLES_KEY, app_roles_json(feed.app_roles)))
         if feed.incremental:
             connection.execute(upsert_state(dialect, INCREMENTAL_AT_KEY, iso(self._now) or ""))
 
