@@ -19,7 +19,7 @@ import click
 from . import __version__
 from .cancel import Cancelled
 from .config import CONFIG_ENV, Config, load
-from .errors import CODES, ExitCode, SyncdError, exit_code_for
+from .errors import CODES, ConfigError, ExitCode, SyncdError, exit_code_for
 from .model import EMAIL_LENGTH, escape, unstorable
 from .safety import CATEGORIES
 
@@ -527,6 +527,35 @@ def _live_snapshot(context: Context, key: str, state: Any) -> Any:
                 fail(error)
             errors.append(error)
     fail(SyncdError(f"{show(key)} is neither a user nor a group in Entra ID", code="NOT_FOUND"))
+
+
+@cli.group("notify")
+def notify_group() -> None:
+    """Notifications to people ([notify] urls)."""
+
+
+@notify_group.command("test")
+@pass_context
+def notify_test(context: Context) -> None:
+    """Send one test message to every URL in [notify] urls.
+
+    Exit 0: delivered; 1: not delivered to every URL; 78: no URLs configured.
+    """
+    from .alerts import Message, Notifier
+
+    config = context.config.notify
+    if not config.urls:
+        fail(ConfigError("notify.urls: no notification URLs configured (Apprise URLs, see the README)"))
+    sent = Notifier(config).send(
+        Message(
+            "test",
+            "syncd: test notification",
+            f"This is a test from syncd (configuration {context.config.path or 'built in'}): notifications work.",
+        )
+    )
+    if not sent:
+        fail(SyncdError("the test notification could not be delivered to every URL; see the log", code="NOTIFY_FAILED"))
+    click.echo(f"Test notification sent to {len(config.urls)} URL(s).")
 
 
 # --------------------------------------------------------------------------- Graph commands

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .alerts import EVENTS as NOTIFY_EVENTS
+from .alerts import NotifyConfig
 from .errors import ConfigError
 from .model import BUILTIN_USER_TYPES, DEFAULT_PRECEDENCE, Policy, is_custom_role_id
 from .safety import Limits as SafetyConfig
@@ -166,6 +168,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     log: LogConfig = field(default_factory=LogConfig)
     scope: ScopeConfig = field(default_factory=ScopeConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     path: str = ""
 
     @property
@@ -211,6 +214,18 @@ def _number(minimum: float, *, integer: bool = False, exclusive: bool = False) -
         return None
 
     return check
+
+
+def _strings(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        return "must be a list of non-empty strings"
+    return None
+
+
+def _events(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(item in NOTIFY_EVENTS for item in value):
+        return f"must be a list of events among {', '.join(NOTIFY_EVENTS)}"
+    return None
 
 
 def _percent(value: Any) -> str | None:
@@ -357,6 +372,12 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "log": {"format": _one_of("text", "json"), "level": _level},
     "scope": {"rules": lambda value: None},  # checked whole by scope_rules.parse (see validate)
+    "notify": {
+        "urls": _strings,
+        "events": _events,
+        "incomplete_after": _number(1, integer=True),
+        "stale_after_minutes": _number(0, exclusive=True),
+    },
 }
 
 
@@ -457,6 +478,7 @@ def build(data: Mapping[str, Any], *, path: str = "", base: Path | None = None) 
         store=StoreConfig(**store),
         graph=GraphConfig(**graph),
         scope=ScopeConfig(rules),
+        notify=_notify(section("notify")),
         sync=SyncConfig(**section("sync")),
         roles=RolesConfig(**roles),
         safety=SafetyConfig(**section("safety")),
@@ -464,6 +486,14 @@ def build(data: Mapping[str, Any], *, path: str = "", base: Path | None = None) 
         log=LogConfig(**{k: (v.upper() if k == "level" else v) for k, v in section("log").items()}),
         path=path,
     )
+
+
+def _notify(raw: dict[str, Any]) -> NotifyConfig:
+    values: dict[str, Any] = dict(raw)
+    for key in ("urls", "events"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return NotifyConfig(**values)
 
 
 def resolve_path(explicit: str | None) -> str | None:

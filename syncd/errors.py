@@ -185,6 +185,11 @@ _CODES = (
         "The file given to `syncd apply` is not a plan syncd made, or was changed after it was made.",
         "Save the plan again with `syncd plan --out FILE`; never edit a saved plan.",
     ),
+    ErrorCode(
+        "NOTIFY_FAILED",
+        "A notification could not be delivered to every URL in [notify] urls.",
+        "Check the URLs (Apprise's syntax) and that the services can be reached; `syncd notify test` tries again.",
+    ),
     # infrastructure
     ErrorCode(
         "CONFIG_INVALID",

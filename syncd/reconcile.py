@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import safety
+from . import alerts, safety
 from .after import state_after
 from .cancel import check
 from .changes import Plan
 from .config import Config
+from .errors import SyncdError
 from .journal import RunJournal, RunWatch, recorded
 from .mirror import Mirror, MirrorFeed
 from .model import Managed, Policy, Snapshot, StoreState
@@ -273,9 +274,19 @@ def _run(config: Config, options: RunOptions, store: Store | None) -> RunResult:
             store.ensure_schema()
             result = _dry_run(config, options, store, stats)
         else:
-            with store.lock(wait_seconds=options.wait_seconds, holder=f"syncd {options.trigger}"):
-                store.ensure_schema()  # under the lock: two first runs never race to create tables
-                result = _sync(config, options, store, stats)
+            try:
+                with store.lock(wait_seconds=options.wait_seconds, holder=f"syncd {options.trigger}"):
+                    store.ensure_schema()  # under the lock: two first runs never race to create tables
+                    result = _sync(config, options, store, stats)
+            except SyncdError as error:
+                status = "locked" if error.code == "LOCKED" else "failed"
+                _notify(config, store, alerts.Outcome(status, message=f"{error.code}: {error}"))
+                raise
+            _notify(
+                config,
+                store,
+                alerts.Outcome(str(result.status), result.run_id, result.applied, result.error_count, result.message),
+            )
     finally:
         if own_store:
             store.close()
@@ -352,6 +363,16 @@ def _staleness(config: Config, saved: SavedPlan, current: str) -> str | None:
             f"safety.plan_max_age_minutes = {config.safety.plan_max_age_minutes:g}; nothing was applied: {remake}"
         )
     return None
+
+
+def _notify(config: Config, store: Store, outcome: alerts.Outcome) -> None:
+    """Tell people when provisioning's condition changed (:mod:`syncd.alerts`); never fails the run."""
+    if not config.notify.urls:
+        return
+    try:
+        alerts.after_run(config.notify, store, outcome, store.reports.last_success_at(), datetime.now(UTC))
+    except Exception as error:
+        log.warning("the notification state could not be updated (%s)", type(error).__name__)
 
 
 def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | None = None) -> RunStatus:
