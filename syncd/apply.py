@@ -91,6 +91,7 @@ class RunOutcome:
     status: str
     errors: int
     message: str
+    graph_requests: int | None = None
 
 
 class _Discard(Exception):
@@ -141,6 +142,7 @@ def apply_plan(
                 errors=outcome.errors,
                 summary=plan.summary(),
                 message=outcome.message,
+                graph_requests=outcome.graph_requests,
             )
     return result
 

@@ -786,10 +786,15 @@ def history(context: Context, limit: int, as_json: bool) -> None:
     for row in rows:
         click.echo(
             f"#{row['id']}\t{row['started_at']}\t{show(row['status'])}\t{show(row['trigger'])}\t"
-            f"{row['changes']} changes\t{row['errors']} errors\t{show(row.get('message') or '')}"
+            f"{row['changes']} changes\t{row['errors']} errors\t{_requests(row)}\t{show(row.get('message') or '')}"
         )
     if not rows:
         click.echo("No runs yet.")
+
+
+def _requests(row: dict[str, Any]) -> str:
+    count = row.get("graph_requests")
+    return "? requests" if count is None else f"{count} requests"
 
 
 @cli.command("log")

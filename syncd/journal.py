@@ -51,24 +51,39 @@ class RunJournal:
         self.watch = watch
         self.plan: Plan | None = None
         self.ended = False
+        self.graph_requests: int | None = None
+        """The Graph requests the run made (its record keeps them)."""
 
-    def end(self, status: RunStatus, message: str, *, plan: Plan | None = None) -> None:
+    def end(
+        self, status: RunStatus, message: str, *, plan: Plan | None = None, graph_requests: int | None = None
+    ) -> None:
         """Record that the run ended with nothing applied (refused, paused); a refused run keeps its
         plan, which ``syncd log --run N`` shows."""
         self._once()
         summary = plan.summary() if plan is not None else {}
         kept = json.dumps(plan_record(plan)) if plan is not None and status is RunStatus.REFUSED else None
-        self.store.finish_run(self.run_id, status, changes=0, errors=0, summary=summary, message=message, plan=kept)
+        self.store.finish_run(
+            self.run_id,
+            status,
+            changes=0,
+            errors=0,
+            summary=summary,
+            message=message,
+            plan=kept,
+            graph_requests=graph_requests if graph_requests is not None else self.graph_requests,
+        )
         self.ended = True
 
-    def outcome(self, status: RunStatus, errors: int, message: str) -> RunOutcome:
+    def outcome(self, status: RunStatus, errors: int, message: str, graph_requests: int | None = None) -> RunOutcome:
         """The outcome an apply writes in its own transaction; the run counts as ended once that
         transaction commits (:meth:`committed`)."""
         from .apply import RunOutcome
 
         self._once()
         self.watch.stage = "committing"
-        return RunOutcome(status, errors, message)
+        return RunOutcome(
+            status, errors, message, graph_requests if graph_requests is not None else self.graph_requests
+        )
 
     def committed(self) -> None:
         self.ended = True

@@ -412,6 +412,7 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         planned = make_plan(config, options, store, stats)
         snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
+        journal.graph_requests = stats.requests
         for failure in snapshot.failures:
             log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
         refusals = _refusals(config, options, planned)

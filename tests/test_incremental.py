@@ -275,6 +275,7 @@ def test_a_refused_run_leaves_the_link_where_it_was(synced: World) -> None:
     )
     refused = run_once(strict, RunOptions(), store=synced.store)
     assert refused.status == RunStatus.REFUSED
+    assert synced.store.reports.last_run()["graph_requests"] == refused.graph_requests > 0
     assert synced.cursor() == cursor
     assert synced.sync().applied_counts == {"deactivate_user": 3}
 
@@ -349,3 +350,11 @@ def test_memory_reuses_a_plan_only_for_the_same_snapshot_state_and_policy(synced
     changed = run_once(strict, RunOptions(memory=memory), store=synced.store)
     assert changed.plan is not reused[3]
     assert changed.applied_counts.get("update_user", 0) > 0, "a new policy is planned anew"
+
+
+def test_each_run_record_keeps_the_graph_requests_it_made(world: World) -> None:
+    first = world.sync()
+    second = world.sync()
+    runs = world.store.reports.runs()
+    assert [run["graph_requests"] for run in runs[:2]] == [second.graph_requests, first.graph_requests]
+    assert second.graph_requests == 4 and first.graph_requests > 4

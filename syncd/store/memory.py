@@ -335,6 +335,7 @@ class MemoryStore:
                 "summary": None,
                 "message": "",
                 "plan": None,
+                "graph_requests": None,
             }
         return run_id
 
@@ -348,8 +349,17 @@ class MemoryStore:
         summary: dict[str, Any],
         message: str = "",
         plan: str | None = None,
+        graph_requests: int | None = None,
     ) -> None:
-        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message, plan=plan)
+        values = run_end(
+            status,
+            changes=changes,
+            errors=errors,
+            summary=summary,
+            message=message,
+            plan=plan,
+            graph_requests=graph_requests,
+        )
         with self._transaction() as tables:
             if run_id in tables.runs:
                 tables.runs[run_id] = {**tables.runs[run_id], **values}
@@ -569,9 +579,19 @@ class MemoryWriter:
             )
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str,
+        graph_requests: int | None = None,
     ) -> None:
-        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message)
+        values = run_end(
+            status, changes=changes, errors=errors, summary=summary, message=message, graph_requests=graph_requests
+        )
         row = self._tables.runs.get(run_id)
         if row is None or row["status"] != RunStatus.RUNNING:
             raise StoreError(f"run {run_id} is no longer running; its changes are not applied", code="STORE_FAILED")

@@ -161,7 +161,15 @@ class Writer(Protocol):
         ...
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str,
+        graph_requests: int | None = None,
     ) -> None:
         """Record how the run ended in this transaction; StoreError unless it is still ``running``."""
         ...
@@ -290,6 +298,7 @@ class Store(Protocol):
         summary: dict[str, Any],
         message: str = "",
         plan: str | None = None,
+        graph_requests: int | None = None,
     ) -> None:
         """Record how a run ended, in a transaction of its own."""
         ...

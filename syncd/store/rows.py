@@ -49,6 +49,7 @@ def run_dict(row: Any) -> dict[str, Any]:
         "errors": row.errors,
         "summary": loaded(row.summary),
         "message": row.message,
+        "graph_requests": getattr(row, "graph_requests", None),
     }
 
 

@@ -114,6 +114,7 @@ sync_runs = Table(
     Column("summary", Text, nullable=True),
     Column("message", Text, nullable=False),
     Column("plan", Text, nullable=True),  # a refused run's plan (syncd.records.plan_record), as JSON
+    Column("graph_requests", Integer, nullable=True),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
 )
 

@@ -327,11 +327,20 @@ class SqlStore:
         summary: dict[str, Any],
         message: str = "",
         plan: str | None = None,
+        graph_requests: int | None = None,
     ) -> None:
         """Record how run ``run_id`` ended, in a transaction of its own.  ``status`` is one of
         :data:`~syncd.runs.RUN_STATUSES`.  An apply records its run's end in its own transaction
         instead (:meth:`SqlWriter.finish_run`), so the record commits with the data."""
-        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message, plan=plan)
+        values = run_end(
+            status,
+            changes=changes,
+            errors=errors,
+            summary=summary,
+            message=message,
+            plan=plan,
+            graph_requests=graph_requests,
+        )
         with self.transaction() as connection:
             connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
 

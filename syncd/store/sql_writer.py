@@ -64,7 +64,14 @@ AUDIT_COLUMNS = ("op", "object_kind", "target", "entra_id", "before", "after", "
 
 
 def run_end(
-    status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str, plan: str | None = None
+    status: str,
+    *,
+    changes: int,
+    errors: int,
+    summary: dict[str, Any],
+    message: str,
+    plan: str | None = None,
+    graph_requests: int | None = None,
 ) -> dict[str, Any]:
     """The ``sync_runs`` values that record how a run ended (``plan``: a refused run's plan, as JSON)."""
     if status not in RUN_STATUSES:
@@ -77,6 +84,7 @@ def run_end(
         "summary": summary_text(summary),
         "message": message,
         "plan": plan,
+        "graph_requests": graph_requests,
     }
 
 
@@ -305,9 +313,19 @@ class SqlWriter:
         )
 
     def finish_run(
-        self, run_id: int, status: str, *, changes: int, errors: int, summary: dict[str, Any], message: str
+        self,
+        run_id: int,
+        status: str,
+        *,
+        changes: int,
+        errors: int,
+        summary: dict[str, Any],
+        message: str,
+        graph_requests: int | None = None,
     ) -> None:
-        values = run_end(status, changes=changes, errors=errors, summary=summary, message=message)
+        values = run_end(
+            status, changes=changes, errors=errors, summary=summary, message=message, graph_requests=graph_requests
+        )
         with database_errors(self._url):
             updated = self._connection.execute(
                 sync_runs.update().where(sync_runs.c.id == run_id, sync_runs.c.status == "running").values(**values)
