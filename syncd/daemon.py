@@ -25,7 +25,9 @@ cycle missed while another ran is not made up for.
 * Under systemd (``Type=notify``) it reports READY=1 once the configuration is loaded and the
   database reachable, STATUS= after every cycle, WATCHDOG=1 while the scheduler runs and
   STOPPING=1 at shutdown (:mod:`syncd.notify`).
-* ``[daemon] metrics_address`` serves ``/metrics`` and ``/healthz`` (:mod:`syncd.metrics`).
+* ``[daemon] metrics_address`` serves ``/metrics`` and ``/healthz`` (:mod:`syncd.metrics`) and a
+  read-only status page at ``/`` (:mod:`syncd.status_page`), drawn from what the daemon reads from
+  the store after each cycle and every ``REFRESH_SECONDS``.
 """
 
 from __future__ import annotations
@@ -56,11 +58,13 @@ from .notify import Notifier, watchdog_interval
 from .outcome import report
 from .reconcile import RunMemory, RunOptions, RunResult, RunWatch, run_once
 from .redaction import redact
+from .status_page import REFRESH_SECONDS, StatusView, gather, render
 
 log = logging.getLogger("syncd.daemon")
 
 CYCLE_JOB = "cycle"
 WATCHDOG_JOB = "watchdog"
+STATUS_JOB = "status"
 INTERRUPT_GRACE_SECONDS = 5.0
 """How long before the stop timeout an unfinished cycle is asked to stop (at most half of it): the
 time it has to reach its next step, roll back and record its run."""
@@ -102,8 +106,9 @@ class StoreProbe(Protocol):
     def check(self, config: Config) -> None:
         """Raise SyncdError unless the database is reachable and its schema usable."""
 
-    def counts(self, config: Config) -> Mapping[str, int]:
-        """``Reports.counts()``: active_users, inactive_users, teams."""
+    def status(self, config: Config) -> StatusView:
+        """What the status page shows (:func:`syncd.status_page.gather`); its ``counts`` are
+        ``Reports.counts()``: active_users, inactive_users, teams."""
         ...
 
     def last_success(self, config: Config) -> float | None:
@@ -128,9 +133,9 @@ class DatabaseProbe:
         with self._store(config) as store:
             store.ensure_schema()
 
-    def counts(self, config: Config) -> Mapping[str, int]:
+    def status(self, config: Config) -> StatusView:
         with self._store(config) as store:
-            return dict(store.reports.counts())
+            return gather(store)
 
     def last_success(self, config: Config) -> float | None:
         with self._store(config) as store:
@@ -173,6 +178,10 @@ class Daemon:
         self.watchdog_seconds = watchdog_interval(environ)
         self.metrics = Metrics(config.daemon.interval_minutes * 60, config.daemon.jitter_seconds)
         self.metrics_server: MetricsServer | None = None
+        self.status_view: StatusView | None = None
+        """What the status page shows; replaced whole, so the HTTP thread never sees half of it."""
+        self.status_refresh_seconds: float = REFRESH_SECONDS
+        """How often the store is read for the page between cycles (a pause, another process's run)."""
         self.scheduler: BackgroundScheduler | None = None
         self.cycles_finished = 0
         self.memory = RunMemory()
@@ -262,8 +271,9 @@ class Daemon:
         except Exception as error:
             log.debug("database check failed", exc_info=True)
             return self._startup_failed(f"the database is not usable: {error}", ExitCode.FAILED)
+        self._refresh_status(config)
         if config.daemon.metrics_address:
-            server = MetricsServer(config.daemon.metrics_address, self.metrics)
+            server = MetricsServer(config.daemon.metrics_address, self.metrics, page=self.status_page)
             try:
                 server.start()
             except OSError as error:
@@ -274,7 +284,11 @@ class Daemon:
             self.metrics_server = server
 
         self.scheduler = BackgroundScheduler(
-            executors={CYCLE_JOB: ThreadPoolExecutor(1), "default": ThreadPoolExecutor(1)},
+            executors={
+                CYCLE_JOB: ThreadPoolExecutor(1),
+                STATUS_JOB: ThreadPoolExecutor(1),
+                "default": ThreadPoolExecutor(1),
+            },
             timezone=UTC,
             logger=_quiet_overruns(logging.getLogger("apscheduler.scheduler")),
         )
@@ -285,6 +299,16 @@ class Daemon:
             name="sync cycle",
             executor=CYCLE_JOB,
             next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.add_job(
+            lambda: self._refresh_status(self.config),
+            IntervalTrigger(seconds=self.status_refresh_seconds, timezone=UTC),
+            id=STATUS_JOB,
+            name="status page",
+            executor=STATUS_JOB,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
@@ -464,7 +488,7 @@ class Daemon:
         return True
 
     def _move_metrics_server(self, address: str) -> None:
-        server = MetricsServer(address, self.metrics) if address else None
+        server = MetricsServer(address, self.metrics, page=self.status_page) if address else None
         if server is not None:
             try:
                 server.start()
@@ -521,7 +545,7 @@ class Daemon:
             self.cycles_finished += 1
             self._idle.set()
         if not self._stopping:
-            self._refresh_counts(config)
+            self._refresh_status(config)
 
     def _finished(self, result: RunResult, duration: float) -> None:
         result.duration = duration
@@ -549,13 +573,20 @@ class Daemon:
         now = _clock_text(datetime.now(UTC))
         self.notifier.status(f"last cycle {now} {outcome}; next {_clock_text(self.next_cycle())}")
 
-    def _refresh_counts(self, config: Config) -> None:
-        """What the store holds, and when any syncd sharing it last synced (a peer's cycle counts)."""
+    def _refresh_status(self, config: Config) -> None:
+        """What the store holds, what the status page shows, and when any syncd sharing the store last
+        synced (a peer's cycle counts)."""
         try:
-            self.metrics.record_counts(self.store.counts(config))
+            view = self.store.status(config)
+            self.status_view = view
+            self.metrics.record_counts(view.counts)
             self.metrics.record_store_success(self.store.last_success(config))
         except Exception as error:
-            log.debug("cannot read the store's counts: %s", error)
+            log.debug("cannot read the store for the status page: %s", error)
+
+    def status_page(self) -> str:
+        """The page at ``/``: the last view of the store, and the health as of now."""
+        return render(self.status_view, self.metrics.health())
 
 
 class _OverrunFilter(logging.Filter):

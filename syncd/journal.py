@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,18 +45,18 @@ class RunWatch:
 class RunJournal:
     """The record of one run in progress."""
 
-    def __init__(self, store: Store, run_id: int, watch: RunWatch) -> None:
+    def __init__(
+        self, store: Store, run_id: int, watch: RunWatch, requests: Callable[[], int | None] = lambda: None
+    ) -> None:
         self.store = store
+        self.requests = requests
+        """How many Graph requests the run has made so far (its record keeps the count)."""
         self.run_id = run_id
         self.watch = watch
         self.plan: Plan | None = None
         self.ended = False
-        self.graph_requests: int | None = None
-        """The Graph requests the run made (its record keeps them)."""
 
-    def end(
-        self, status: RunStatus, message: str, *, plan: Plan | None = None, graph_requests: int | None = None
-    ) -> None:
+    def end(self, status: RunStatus, message: str, *, plan: Plan | None = None) -> None:
         """Record that the run ended with nothing applied (refused, paused); a refused run keeps its
         plan, which ``syncd log --run N`` shows."""
         self._once()
@@ -70,20 +70,18 @@ class RunJournal:
             summary=summary,
             message=message,
             plan=kept,
-            graph_requests=graph_requests if graph_requests is not None else self.graph_requests,
+            graph_requests=self.requests(),
         )
         self.ended = True
 
-    def outcome(self, status: RunStatus, errors: int, message: str, graph_requests: int | None = None) -> RunOutcome:
+    def outcome(self, status: RunStatus, errors: int, message: str) -> RunOutcome:
         """The outcome an apply writes in its own transaction; the run counts as ended once that
         transaction commits (:meth:`committed`)."""
         from .apply import RunOutcome
 
         self._once()
         self.watch.stage = "committing"
-        return RunOutcome(
-            status, errors, message, graph_requests if graph_requests is not None else self.graph_requests
-        )
+        return RunOutcome(status, errors, message, self.requests())
 
     def committed(self) -> None:
         self.ended = True
@@ -110,7 +108,7 @@ class RunJournal:
             message = f"failed unexpectedly ({type(error).__name__}); nothing of this run was applied"
         summary = self.plan.summary() if self.plan is not None else {}
         try:
-            recorded = self.store.fail_run(run_id, message, summary=summary)
+            recorded = self.store.fail_run(run_id, message, summary=summary, graph_requests=self.requests())
         except Exception as failure:  # the database that failed the run may refuse this as well
             log.warning("run %d could not be recorded as failed (%s); the next run records it so", run_id, failure)
             outcome = f"nothing of it was applied; the next run records run {run_id} as failed"
@@ -126,10 +124,16 @@ class RunJournal:
 
 
 @contextmanager
-def recorded(store: Store, trigger: str, watch: RunWatch | None = None) -> Iterator[RunJournal]:
-    """Begin the record of a run; whatever way the block ends, the run's end is recorded once."""
+def recorded(
+    store: Store,
+    trigger: str,
+    watch: RunWatch | None = None,
+    requests: Callable[[], int | None] = lambda: None,
+) -> Iterator[RunJournal]:
+    """Begin the record of a run; whatever way the block ends, the run's end is recorded once.
+    ``requests`` counts the Graph requests the run has made so far."""
     watch = watch if watch is not None else RunWatch()
-    journal = RunJournal(store, store.begin_run(trigger), watch)
+    journal = RunJournal(store, store.begin_run(trigger), watch, requests)
     watch.run_id, watch.stage = journal.run_id, "reading"
     try:
         yield journal

@@ -57,6 +57,7 @@ from .changes import OPS
 from .metrics_server import HttpServer, Limits, Request, Response
 from .redaction import redact
 from .runs import RunStatus
+from .status_page import CONTENT_SECURITY_POLICY
 
 if TYPE_CHECKING:
     from .reconcile import RunResult
@@ -245,6 +246,15 @@ class Metrics:
         return HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy", "reason": reason, **body}
 
 
+PAGE_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+"""The status page runs no script and loads nothing from elsewhere; the browser is told so."""
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """``"127.0.0.1:9464"`` -> ("127.0.0.1", 9464); ``"[::1]:9464"`` -> ("::1", 9464)."""
     host, _, port = address.rpartition(":")
@@ -260,9 +270,18 @@ class MetricsServer:
     :class:`~syncd.metrics_server.HttpServer`; this class only knows the paths.
     """
 
-    def __init__(self, address: str, metrics: Metrics, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        metrics: Metrics,
+        limits: Limits | None = None,
+        *,
+        page: Callable[[], str] | None = None,
+    ) -> None:
         self.address = address
         self.metrics = metrics
+        self.page = page
+        """Draws the status page served at ``/`` (:mod:`syncd.status_page`); quick, no database."""
         self.limits = limits or Limits()
         self._server: HttpServer | None = None
 
@@ -272,7 +291,7 @@ class MetricsServer:
         server = HttpServer(host, port, self.answer, self.limits, name="syncd-metrics")
         server.start()
         self._server = server
-        log.info("serving /metrics and /healthz on %s", self.url)
+        log.info("serving /metrics, /healthz and the status page on %s", self.url)
 
     def answer(self, request: Request) -> Response:
         if request.path == "/metrics":
@@ -281,9 +300,11 @@ class MetricsServer:
         if request.path == "/healthz":
             status, body = self.metrics.health()
             return Response(HTTPStatus(status), "application/json", json.dumps(body).encode() + b"\n")
+        if request.path == "/" and self.page is not None:
+            return Response(HTTPStatus.OK, "text/html; charset=utf-8", self.page().encode(), PAGE_HEADERS)
         if request.path == "/":
             return Response.text(HTTPStatus.OK, "syncd: /metrics /healthz")
-        return Response.text(HTTPStatus.NOT_FOUND, "not found; try /metrics or /healthz")
+        return Response.text(HTTPStatus.NOT_FOUND, "not found; try /, /metrics or /healthz")
 
     @property
     def port(self) -> int:

@@ -408,11 +408,10 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
     if store.is_paused():
         with recorded(store, options.trigger, options.watch) as journal:
             return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
-    with recorded(store, options.trigger, options.watch) as journal:
+    with recorded(store, options.trigger, options.watch, lambda: stats.requests) as journal:
         planned = make_plan(config, options, store, stats)
         snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
-        journal.graph_requests = stats.requests
         for failure in snapshot.failures:
             log.error("graph read failed [%s] %s: %s", failure.code, failure.path, failure.message)
         refusals = _refusals(config, options, planned)
@@ -431,7 +430,7 @@ def _paused(journal: RunJournal, message: str, plan: Plan | None = None) -> RunR
 
 
 def _refused(journal: RunJournal, plan: Plan, refusals: list[safety.Refusal], snapshot: Snapshot) -> RunResult:
-    message = " ".join(refusal.message for refusal in refusals)
+    message = "; ".join(f"{refusal.code}: {refusal.message}" for refusal in refusals)
     journal.end(RunStatus.REFUSED, message, plan=plan)
     for refusal in refusals:
         log.error("refused [%s]: %s", refusal.code, refusal.message)
@@ -454,7 +453,7 @@ def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunRes
 
     def finish(applied: ApplyResult) -> RunOutcome:
         errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
-        return journal.outcome(_verdict(plan, [], applied), errors, summary_line(plan))
+        return journal.outcome(_verdict(plan, [], applied), errors, _run_message(plan, snapshot))
 
     applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed)
     journal.committed()
@@ -474,6 +473,16 @@ def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunRes
     )
     _log_applied(result, applied, options)
     return result
+
+
+def _run_message(plan: Plan, snapshot: Snapshot, shown: int = 3) -> str:
+    """The run record's message: the plan's summary, and what Graph did not answer, with its codes."""
+    failures = snapshot.failures
+    if not failures:
+        return summary_line(plan)
+    named = "; ".join(f"{failure.code}: {failure.path or failure.message}" for failure in failures[:shown])
+    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
+    return f"{summary_line(plan)} Not read: {named}{more}."
 
 
 def _log_applied(result: RunResult, applied: ApplyResult, options: RunOptions) -> None:

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from syncd.daemon import LAST_WORDS_SECONDS, STOP_MARGIN_SECONDS, Daemon, load_f
 from syncd.errors import ConfigError, ExitCode, GraphError, LockedError, StoreError
 from syncd.notify import Notifier
 from syncd.reconcile import RunOptions, RunResult
+from syncd.status_page import StatusView
 
 FAST = 0.002  # minutes: a cycle every 0.12 s
 
@@ -81,8 +83,8 @@ class FakeStore:
         if self.error is not None:
             raise self.error
 
-    def counts(self, config: Config) -> dict[str, int]:
-        return {"active_users": 5, "inactive_users": 1, "teams": 2}
+    def status(self, config: Config) -> StatusView:
+        return StatusView(datetime.now(UTC), False, {"active_users": 5, "inactive_users": 1, "teams": 2})
 
     def last_success(self, config: Config) -> float | None:
         return None

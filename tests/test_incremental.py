@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from syncd.config import Config, build
+from syncd.errors import GraphError
 from syncd.reconcile import RunMemory, RunOptions, RunResult, run_once
 from syncd.runs import RunStatus
 from syncd.simulator import Simulator, Tenant, generate_tenant
@@ -358,3 +359,12 @@ def test_each_run_record_keeps_the_graph_requests_it_made(world: World) -> None:
     runs = world.store.reports.runs()
     assert [run["graph_requests"] for run in runs[:2]] == [second.graph_requests, first.graph_requests]
     assert second.graph_requests == 4 and first.graph_requests > 4
+
+
+def test_a_failed_run_keeps_the_graph_requests_it_made_before_failing(synced: World) -> None:
+    synced.sim.fail(r"/servicePrincipals/", status=401, times=None)
+    synced.sim.reset_counts()
+    with pytest.raises(GraphError, match="401"):
+        synced.sync()
+    failed = synced.store.reports.last_run()
+    assert failed["status"] == "failed" and failed["graph_requests"] == synced.sim.requests >= 1

@@ -218,6 +218,50 @@ class TestStoreContract:
         assert datetime.fromisoformat(row["at"]).utcoffset().total_seconds() == 0
         assert len(store.reports.audit(second, limit=1)) == 1
 
+    def test_problems_are_the_codes_of_recent_runs_newest_first(self, store):
+        def problem(code: str, status: str, target: str) -> AuditRow:
+            return AuditRow("problem", "user", target, None, None, None, status, code, "why")
+
+        old, partial, failed, refused = (store.begin_run("daemon") for _ in range(4))
+        store.begin_run("cli", dry_run=True)
+        with store.write() as writer:
+            writer.write_audit(old, [problem("USER_INVALID", "error", "a")])
+            writer.write_audit(
+                partial,
+                [
+                    problem("USER_NO_EMAIL", "error", "b"),
+                    problem("USER_NO_EMAIL", "error", "c"),
+                    problem("NAME_NORMALISED", "warning", "d"),
+                    problem("USER_INVALID", "error", "e"),
+                ],
+            )
+        store.finish_run(partial, "partial", changes=1, errors=3, summary={}, message="Plan: ... (3 errors).")
+        store.fail_run(failed, "GRAPH_THROTTLED: Graph throttled every retry")
+        store.finish_run(
+            refused,
+            "refused",
+            changes=0,
+            errors=0,
+            summary={},
+            message="SAFETY_DEACTIVATIONS: 9 would be deactivated; SAFETY_TEAM_DELETIONS: 3 teams; NOT_A_CODE: x",
+        )
+        problems = store.reports.problems()
+        assert [(p["code"], p["level"], p["runs"], p["objects"], p["last_run"]) for p in problems] == [
+            ("SAFETY_DEACTIVATIONS", "error", 1, 1, refused),
+            ("SAFETY_TEAM_DELETIONS", "error", 1, 1, refused),
+            ("GRAPH_THROTTLED", "error", 1, 1, failed),
+            ("USER_INVALID", "error", 2, 1, partial),
+            ("USER_NO_EMAIL", "error", 1, 2, partial),
+            ("NAME_NORMALISED", "warning", 1, 1, partial),
+        ]
+        assert all(datetime.fromisoformat(p["last_at"]).utcoffset().total_seconds() == 0 for p in problems)
+        assert [p["code"] for p in store.reports.problems(runs=2)] == [
+            "SAFETY_DEACTIVATIONS",
+            "SAFETY_TEAM_DELETIONS",
+            "GRAPH_THROTTLED",
+        ]
+        assert store.reports.problems(runs=1)[0]["code"] == "SAFETY_DEACTIVATIONS"
+
     def test_audit_of_a_store_without_runs_is_empty(self, store):
         assert store.reports.audit() == []
 

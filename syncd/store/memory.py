@@ -56,6 +56,7 @@ from .rows import (
     iso,
     local_team,
     local_user,
+    problem_summary,
     reads_summary,
     refused_rows,
     run_dict,
@@ -364,7 +365,14 @@ class MemoryStore:
             if run_id in tables.runs:
                 tables.runs[run_id] = {**tables.runs[run_id], **values}
 
-    def fail_run(self, run_id: int, message: str, *, summary: dict[str, Any] | None = None) -> bool:
+    def fail_run(
+        self,
+        run_id: int,
+        message: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        graph_requests: int | None = None,
+    ) -> bool:
         with self._transaction() as tables:
             row = tables.runs.get(run_id)
             if row is None or row["status"] != RunStatus.RUNNING:
@@ -377,6 +385,7 @@ class MemoryStore:
                 "errors": 1,
                 "summary": summary_text(summary),
                 "message": message,
+                "graph_requests": graph_requests,
             }
         return True
 
@@ -651,6 +660,21 @@ class MemoryReports:
     def audit_of(self, entra_id: str, limit: int = 10) -> list[dict[str, Any]]:
         rows = [row for row in self._store._read().audit if row["entra_id"] == entra_id]
         return [audit_dict(_Row(row)) for row in reversed(rows[-limit:])]
+
+    def problems(self, runs: int = 20) -> list[dict[str, Any]]:
+        tables = self._store._read()
+        recent = [row for _, row in sorted(tables.runs.items(), reverse=True) if row["status"] != RunStatus.DRY_RUN]
+        recent = recent[:runs]
+        ids = {row["id"] for row in recent}
+        grouped: dict[tuple[int, str, str], list[datetime]] = {}
+        for row in tables.audit:
+            if row["run_id"] in ids and row["error_code"] is not None:
+                grouped.setdefault((row["run_id"], row["error_code"], row["status"]), []).append(row["at"])
+        audited = [
+            (run_id, max(moments), code, status, len(moments)) for (run_id, code, status), moments in grouped.items()
+        ]
+        ended = [(row["id"], row["finished_at"] or row["started_at"], row["status"], row["message"]) for row in recent]
+        return problem_summary(audited, ended)
 
     def run_plan(self, run_id: int) -> str | None:
         row = self._store._read().runs.get(run_id)

@@ -208,6 +208,13 @@ class Reports(Protocol):
         """The latest audit rows about one Entra object, newest first (rows as :meth:`audit` gives them)."""
         ...
 
+    def problems(self, runs: int = 20) -> list[dict[str, Any]]:
+        """The error codes of the last ``runs`` runs (dry runs left out), newest first: ``code``,
+        ``level`` (``error`` or ``warning``), ``runs`` (in how many of them), ``objects`` (how many
+        objects in the latest of them), ``last_run``, ``last_at`` (ISO 8601).  Per-object codes come from
+        the audit; a failed, refused or incomplete run adds the codes its message names."""
+        ...
+
     def run_plan(self, run_id: int) -> str | None:
         """The plan a refused run kept (:func:`syncd.records.plan_record` as JSON), or None."""
         ...
@@ -303,7 +310,14 @@ class Store(Protocol):
         """Record how a run ended, in a transaction of its own."""
         ...
 
-    def fail_run(self, run_id: int, message: str, *, summary: dict[str, Any] | None = None) -> bool:
+    def fail_run(
+        self,
+        run_id: int,
+        message: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        graph_requests: int | None = None,
+    ) -> bool:
         """Record a run as failed with no changes unless it recorded its outcome; False if it had."""
         ...
 

@@ -4,11 +4,12 @@ local administration.  Pure: no database."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import InputError
+from ..errors import CODES, InputError
 from ..mirror import cursor_from_json
 from ..model import BUILTIN_USER_TYPES, NAME_LENGTH, email_problem, escape, is_custom_role_id, unstorable
 from ..records import OBJECT_KINDS, RecordError, audit_values, plan_from_record
@@ -183,3 +184,42 @@ def _refused_row(
         "error_code": None,
         "message": None,
     }
+
+
+PROBLEM_RUN_STATUSES = ("failed", "refused", "incomplete")
+"""Runs whose message names the codes that ended them (``CODE: text``)."""
+_CODE_IN_MESSAGE = re.compile(r"(?<![A-Za-z0-9_])([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+): ")
+
+
+def problem_summary(
+    audited: Iterable[tuple[int, datetime | None, str, str, int]],
+    runs: Iterable[tuple[int, datetime | None, str, str]],
+) -> list[dict[str, Any]]:
+    """The error codes of recent runs, newest first: ``code``, ``level`` (``error`` or ``warning``),
+    ``runs`` (how many runs it appeared in), ``objects`` (how many times in the latest of them),
+    ``last_run`` and ``last_at``.
+
+    ``audited``: (run id, when, code, audit status, rows) per run and code; ``runs``: (run id, when,
+    status, message) of the runs that ended with a code of their own (:data:`PROBLEM_RUN_STATUSES`).
+    """
+    seen: dict[str, dict[str, Any]] = {}
+
+    def note(run_id: int, at: datetime | None, code: str, level: str, count: int) -> None:
+        entry = seen.setdefault(code, {"code": code, "level": level, "runs": set(), "objects": 0, "last_run": -1})
+        if level == "error":
+            entry["level"] = "error"
+        entry["runs"].add(run_id)
+        if run_id > entry["last_run"]:
+            entry.update(last_run=run_id, last_at=at, objects=count)
+        elif run_id == entry["last_run"]:
+            entry["objects"] += count
+
+    for run_id, at, code, status, count in audited:
+        note(run_id, at, code, "warning" if status == "warning" else "error", count)
+    for run_id, at, status, message in runs:
+        if status in PROBLEM_RUN_STATUSES:
+            for code in dict.fromkeys(_CODE_IN_MESSAGE.findall(message or "")):
+                if code in CODES:
+                    note(run_id, at, code, "error", 1)
+    ordered = sorted(seen.values(), key=lambda entry: (-entry["last_run"], entry["level"] != "error", entry["code"]))
+    return [{**entry, "runs": len(entry["runs"]), "last_at": iso(entry.get("last_at"))} for entry in ordered]

@@ -344,7 +344,14 @@ class SqlStore:
         with self.transaction() as connection:
             connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(**values))
 
-    def fail_run(self, run_id: int, message: str, *, summary: dict[str, Any] | None = None) -> bool:
+    def fail_run(
+        self,
+        run_id: int,
+        message: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        graph_requests: int | None = None,
+    ) -> bool:
         """Record run ``run_id`` as failed with no changes, unless it already recorded its outcome.
 
         False when it had: its outcome (and its data, committed with it) stands.  Whatever ends a
@@ -361,6 +368,7 @@ class SqlStore:
                     errors=1,
                     summary=summary_text(summary),
                     message=message,
+                    graph_requests=graph_requests,
                 )
             ).rowcount
         return bool(updated)

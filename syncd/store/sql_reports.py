@@ -27,6 +27,7 @@ from .rows import (
     check_members,
     local_team,
     local_user,
+    problem_summary,
     reads_summary,
     refused_rows,
     run_dict,
@@ -108,6 +109,29 @@ class SqlReports:
                 select(audit).where(audit.c.entra_id == entra_id).order_by(audit.c.id.desc()).limit(limit)
             ).all()
         return [audit_dict(row) for row in rows]
+
+    def problems(self, runs: int = 20) -> list[dict[str, Any]]:
+        with self._read() as connection:
+            recent = connection.execute(
+                select(
+                    sync_runs.c.id,
+                    sync_runs.c.started_at,
+                    sync_runs.c.finished_at,
+                    sync_runs.c.status,
+                    sync_runs.c.message,
+                )
+                .where(sync_runs.c.status != "dry_run")
+                .order_by(sync_runs.c.id.desc())
+                .limit(runs)
+            ).all()
+            ids = [run.id for run in recent]
+            audited = connection.execute(
+                select(audit.c.run_id, func.max(audit.c.at), audit.c.error_code, audit.c.status, func.count())
+                .where(audit.c.run_id.in_(ids), audit.c.error_code.is_not(None))
+                .group_by(audit.c.run_id, audit.c.error_code, audit.c.status)
+            ).all()
+        ended = [(run.id, run.finished_at or run.started_at, run.status, run.message) for run in recent]
+        return problem_summary([tuple(row) for row in audited], ended)
 
     def run_plan(self, run_id: int) -> str | None:
         with self._read() as connection:
