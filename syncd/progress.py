@@ -1,17 +1,23 @@
-"""A one-line progress bar for interactive runs: ``fetch users [########......]  412/1000``.
+"""The progress bar of an interactive run: ``fetch users  [########......]  412/1000``, drawn by
+:func:`click.progressbar`.
 
 :func:`make_progress` returns the callback that :class:`~syncd.reconcile.RunOptions` takes as
 ``progress(stage, done, total)``, or None when the stream is not a terminal (cron, systemd, a
-pipe), so that logs and captured output never fill with carriage returns.
+pipe), so that logs and captured output never fill with carriage returns.  Each stage gets a bar of
+its own; a total of 0 means it is not known yet (the bar then counts without an end), and a stage
+given without counts is printed as a line of its own.
 """
 
 from __future__ import annotations
 
-import shutil
+import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from contextlib import ExitStack
+from typing import Any, TextIO
+
+import click
 
 Progress = Callable[[str, int, int], None]
 
@@ -19,53 +25,60 @@ BAR_WIDTH = 30
 MIN_REDRAW_SECONDS = 0.1
 
 
-def render_line(stage: str, done: int, total: int, width: int = BAR_WIDTH) -> str:
-    """The text of one progress line; ``total`` 0 means the total is not known yet."""
-    if total > 0:
-        done = min(max(done, 0), total)
-        filled = width * done // total
-        return f"{stage} [{'#' * filled}{'.' * (width - filled)}] {done:>{len(str(total))}}/{total}"
-    return f"{stage} {done}"
-
-
-class ProgressBar:
-    """Redraws one line in place; a new stage or a finished one ends the line.
-
-    Called with a stage alone (``progress("users: 412 read")``), it prints that as a line of its own.
-    """
+class StageBars:
+    """One :func:`click.progressbar` per stage, redrawn at most every :data:`MIN_REDRAW_SECONDS`
+    (and always at its end); called from any thread."""
 
     def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.clock = clock
+        self._lock = threading.Lock()
+        self._open = ExitStack()
+        self._bar: Any = None
         self._stage: str | None = None
         self._drawn_at = float("-inf")
-        self._length = 0
-        self._lock = threading.Lock()
 
     def __call__(self, stage: str, done: int | None = None, total: int | None = None) -> None:
         with self._lock:
-            if stage != self._stage and self._stage is not None and self._length:
-                self.stream.write("\n")
-                self._length = 0
             if done is None or total is None:
-                self.stream.write(stage + "\n")
-                self._stage, self._length = None, 0
-                self.stream.flush()
+                self._end()
+                click.echo(stage, file=self.stream)
                 return
+            if stage != self._stage or (total > 0 and self._bar.length not in (None, total)):
+                self._start(stage, total)
+            bar = self._bar
+            if total > 0:
+                bar.length = total  # a count that was open-ended now has its end
             finished = total > 0 and done >= total
+            bar.make_step(max(min(done, total) if total > 0 else done, 0) - bar.pos)
             now = self.clock()
-            if stage == self._stage and not finished and now - self._drawn_at < MIN_REDRAW_SECONDS:
-                return
-            self._stage = stage
-            self._drawn_at = now
-            columns = shutil.get_terminal_size((80, 24)).columns
-            line = render_line(stage, done, total)[: max(columns - 1, 10)]
-            self.stream.write("\r" + line + " " * max(self._length - len(line), 0))
-            self._length = len(line)
+            if finished or now - self._drawn_at >= MIN_REDRAW_SECONDS:
+                bar.render_progress()
+                self._drawn_at = now
             if finished:
-                self.stream.write("\n")
-                self._stage, self._length = None, 0
-            self.stream.flush()
+                self._end()
+
+    def _start(self, stage: str, total: int) -> None:
+        self._end()
+        self._bar = self._open.enter_context(
+            click.progressbar(
+                length=total if total > 0 else None,
+                iterable=None if total > 0 else itertools.count(),  # no length: an open-ended count
+                label=stage,
+                file=self.stream,
+                show_pos=True,
+                show_percent=False,
+                show_eta=False,
+                width=BAR_WIDTH,
+            )
+        )
+        self._stage = stage
+        self._drawn_at = float("-inf")
+
+    def _end(self) -> None:
+        """Finish the bar on screen (its line ends); the next stage starts a new one."""
+        self._open.close()
+        self._bar, self._stage = None, None
 
 
 def make_progress(stream: TextIO) -> Progress | None:
@@ -74,4 +87,4 @@ def make_progress(stream: TextIO) -> Progress | None:
         interactive = stream.isatty()
     except (AttributeError, ValueError):
         interactive = False
-    return ProgressBar(stream) if interactive else None
+    return StageBars(stream) if interactive else None

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from syncd.config import LogConfig
 from syncd.logs import JsonFormatter, levels, redact, setup_logging
-from syncd.progress import ProgressBar, make_progress, render_line
+from syncd.progress import StageBars, make_progress
 
 SECRET = "s3cr3t-Value~123"
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhYmMifQ.c2lnbmF0dXJl"
@@ -196,6 +197,12 @@ def test_no_progress_bar_when_the_stream_is_not_a_terminal() -> None:
     assert make_progress(io.StringIO()) is None
 
 
+def screen(terminal: io.StringIO) -> list[str]:
+    """What the terminal shows: each line as its last redraw left it, escape codes left out."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue())
+    return [line.split("\r")[-1].rstrip() for line in text.split("\n")]
+
+
 def test_progress_bar_redraws_one_line_per_stage() -> None:
     terminal = Terminal()
     progress = make_progress(terminal)
@@ -204,30 +211,41 @@ def test_progress_bar_redraws_one_line_per_stage() -> None:
     progress("users", 4, 4)
     progress("groups", 1, 2)
     progress("groups", 2, 2)
-    lines = terminal.getvalue().split("\n")
-    assert lines[0].endswith("users [" + "#" * 30 + "] 4/4")
-    assert lines[1].endswith("groups [" + "#" * 30 + "] 2/2")
-    assert lines[2] == ""
+    assert screen(terminal) == ["users  [" + "#" * 30 + "]  4/4", "groups  [" + "#" * 30 + "]  2/2", ""]
+
+
+def test_a_half_done_stage_shows_its_part_and_ends_its_line_when_the_next_begins() -> None:
+    terminal = Terminal()
+    bars = StageBars(terminal, clock=lambda: 0.0)
+    bars("users", 5, 10)
+    bars("apply changes", 0, 3)
+    assert screen(terminal)[0] == "users  [" + "#" * 15 + "-" * 15 + "]  5/10"
+    assert screen(terminal)[1].startswith("apply changes  [")
 
 
 def test_progress_bar_throttles_redraws_but_always_draws_the_end() -> None:
     terminal = Terminal()
-    bar = ProgressBar(terminal, clock=lambda: 0.0)  # the clock never moves
+    bars = StageBars(terminal, clock=lambda: 0.0)  # the clock never moves
     for done in range(100):
-        bar("apply", done, 100)
-    bar("apply", 100, 100)
-    assert terminal.getvalue().count("\r") == 2
-    assert terminal.getvalue().endswith("100/100\n")
+        bars("apply", done, 100)
+    bars("apply", 100, 100)
+    drawn = terminal.getvalue().count("/100")
+    assert drawn <= 3, f"{drawn} redraws"
+    assert screen(terminal) == ["apply  [" + "#" * 30 + "]  100/100", ""]
+
+
+def test_a_count_without_a_known_total_gets_its_end_when_the_total_is_known() -> None:
+    terminal = Terminal()
+    bars = StageBars(terminal)
+    bars("fetch assignments", 999, 0)
+    assert "999" in screen(terminal)[0]
+    bars("fetch assignments", 1500, 1500)
+    assert screen(terminal) == ["fetch assignments  [" + "#" * 30 + "]  1500/1500", ""]
 
 
 def test_progress_accepts_a_single_status_line() -> None:
     terminal = Terminal()
-    bar = ProgressBar(terminal)
-    bar("users", 1, 3)
-    bar("assignments: 40 (30 users, 10 groups)")
-    assert terminal.getvalue().endswith("\nassignments: 40 (30 users, 10 groups)\n")
-
-
-def test_render_line() -> None:
-    assert render_line("users", 5, 10, width=10) == "users [#####.....]  5/10"
-    assert render_line("users", 7, 0) == "users 7"
+    bars = StageBars(terminal)
+    bars("users", 1, 3)
+    bars("assignments: 40 (30 users, 10 groups)")
+    assert screen(terminal)[-2:] == ["assignments: 40 (30 users, 10 groups)", ""]
