@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -167,27 +167,37 @@ snapshot_option = click.option(
 )
 
 
+def brake_and_read_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--allow CATEGORY``, ``--allow-last-admin`` and ``--full``, shared by ``plan`` and ``sync``."""
+    options = (
+        click.option(
+            "--allow",
+            "allow",
+            multiple=True,
+            type=click.Choice(CATEGORIES),
+            metavar="CATEGORY",
+            help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
+        ),
+        click.option(
+            "--allow-last-admin",
+            is_flag=True,
+            help="Apply even the change that leaves the store without an active admin.",
+        ),
+        click.option(
+            "--full",
+            is_flag=True,
+            help="Read the whole application from Graph, not only its changes since the last run.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--allow-deletes", is_flag=True, help="Report the plan as allowed even past the safety limits.")
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Choice(CATEGORIES),
-    metavar="CATEGORY",
-    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
-)
-@click.option(
-    "--allow-last-admin",
-    is_flag=True,
-    help="Apply even the change that leaves the store without an active admin.",
-)
-@click.option(
-    "--full",
-    is_flag=True,
-    help="Read the whole application from Graph, not only its changes since the last run.",
-)
+@brake_and_read_options
 @click.option(
     "--out",
     metavar="FILE",
@@ -243,24 +253,7 @@ def plan(
     is_flag=True,
     help="Apply even when the plan deactivates or deletes more than the safety limits allow.",
 )
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Choice(CATEGORIES),
-    metavar="CATEGORY",
-    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
-)
-@click.option(
-    "--allow-last-admin",
-    is_flag=True,
-    help="Apply even the change that leaves the store without an active admin.",
-)
-@click.option(
-    "--full",
-    is_flag=True,
-    help="Read the whole application from Graph, not only its changes since the last run.",
-)
+@brake_and_read_options
 @click.option("--user", metavar="UPN_OR_ID", help="Provision one user on demand (only its changes).")
 @click.option("--group", metavar="NAME_OR_ID", help="Provision one group on demand: its team, members and roles.")
 @click.option(
