@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -106,11 +106,14 @@ def apply_plan(
     finish: Callable[[ApplyResult], RunOutcome] | None = None,
     cancel: threading.Event | None = None,
     feed: MirrorFeed | None = None,
+    values: Callable[[ApplyResult], Mapping[str, str | None]] | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` as run ``run_id`` in one transaction and write its audit rows.
 
     ``feed`` (what the run's read changes in the store's mirror of Graph, its delta links
     included) is written in the same transaction: the links advance only with an applied run.
+    ``values`` (given what was applied, the store's generations included) names values to write in
+    it too (None removes one).
 
     ``finish`` (given what was applied) says how the run ended; that outcome is recorded in the
     same transaction, which then commits.  Once ``cancel`` is set the apply stops before its next
@@ -128,6 +131,8 @@ def apply_plan(
             writer.save_mirror(feed)
         result.generations_before = writer.generations()
         result.generations = writer.bump(state=result.applied > 0, mirror=feed is not None and feed.changes_content)
+        for key, value in (values(result) if values is not None else {}).items():
+            writer.set_value(key, value)
         if not result.failed and result.counts.get("create_user"):
             result.user_ids = writer.user_ids()
         if not result.failed and result.counts.get("create_team"):

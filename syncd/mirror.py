@@ -144,6 +144,30 @@ class Pending:
 # --------------------------------------------------------------------------- folding a round
 
 
+def touches(mirror: Mirror, round_: DeltaRound, watched: frozenset[str] = frozenset()) -> bool:
+    """Whether folding ``round_`` into ``mirror`` could change the mirror, or the round concerns a
+    user in ``watched``: an assignment of the application made, changed or removed (or, listed, any
+    difference), any change to an assigned group, any change to a user in scope, in the deleted
+    items or watched.  A round that touches nothing leaves the mirror's content, and so the snapshot
+    made from it, as it was: changes to the rest of the tenant are not the application's.
+
+    ``mirror`` may be one loaded without its users' properties (it needs only who is in scope).
+    """
+    if round_.listed_assignments is not None:
+        if {item.id: item for item in round_.listed_assignments} != dict(mirror.assignments):
+            return True
+    else:
+        for change in round_.assignments:
+            if isinstance(change, str) and change in mirror.assignments:
+                return True
+            if not isinstance(change, str) and mirror.assignments.get(change.id) != change:
+                return True
+    if any(item.id in mirror.groups for item in round_.groups):
+        return True
+    people = mirror.scope_user_ids() | mirror.hidden | watched
+    return any(user.id in people for user in round_.users)
+
+
 def fold_assignments_and_groups(mirror: Mirror, round_: DeltaRound) -> tuple[Mirror, tuple[str, ...]]:
     """The mirror with the round's assignment and group changes, and the groups newly assigned
     (their names and whole member lists must be read: a delta names only what changed)."""

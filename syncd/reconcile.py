@@ -35,11 +35,13 @@ from .outcome import RunResult, report
 from .plan import diff
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
+from .settled import SETTLED_KEY, Settled, fingerprint, roles_text
 from .source import Source, source_for
 
 if TYPE_CHECKING:
     from .apply import ApplyResult
     from .graph.client import GraphStats
+    from .graph.incremental import PreRead
     from .saved_plan import SavedPlan
     from .store import Generations, Store
 
@@ -167,9 +169,20 @@ class Planned:
     """How many managed objects the store held: what the safety limits' proportions are of."""
     state: StoreState | None = None
     """The state the plan was made against."""
+    asked: frozenset[str] = frozenset()
+    """The managed users whose absence the read asked Graph about."""
+    settled: Settled | None = None
+    """The record whose plan this is, when nothing of the application changed since it (the
+    snapshot then holds only the app roles: nothing else was read)."""
 
 
-def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirror: Mirror | None) -> Source:
+def _source(
+    config: Config,
+    options: RunOptions,
+    stats: GraphStats | None,
+    mirror: Mirror | None,
+    preread: PreRead | None = None,
+) -> Source:
     return source_for(
         config,
         snapshot_path=options.snapshot_path,
@@ -180,6 +193,7 @@ def _source(config: Config, options: RunOptions, stats: GraphStats | None, mirro
         cancel=options.cancel,
         mirror=mirror,
         full=options.full,
+        preread=preread,
     )
 
 
@@ -190,9 +204,16 @@ def load_snapshot(
     return _source(config, options, stats, None).read(managed if managed is not None else Managed())
 
 
-def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None) -> Planned:
+def make_plan(
+    config: Config,
+    options: RunOptions,
+    store: Store,
+    stats: GraphStats | None = None,
+    preread: PreRead | None = None,
+) -> Planned:
     """Source -> plan: the snapshot, read with what the store manages (and its mirror of Graph,
-    when the run reads the whole application), and the one plan made from it."""
+    when the run reads the whole application), and the one plan made from it.  ``preread`` is a
+    delta round read already from the mirror's links (:func:`settled_plan`)."""
     from .graph.incremental import tracks
 
     memory = options.memory
@@ -206,15 +227,71 @@ def make_plan(config: Config, options: RunOptions, store: Store, stats: GraphSta
         state = store.load_state()
         managed = Managed.of(state)
         mirror = store.load_mirror() if continues else None
-    source = _source(config, options, stats, mirror)
+    source = _source(config, options, stats, mirror, preread)
     snapshot = source.read(managed)
-    policy = replace(config.policy, allow_last_admin=True) if options.allow_last_admin else config.policy
+    policy = _policy(config, options)
     plan = memory.plan_for(snapshot, state, policy) if memory is not None else None
     if plan is None:
         plan = diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
-    return Planned(snapshot, plan, source.feed, getattr(source, "mirror_after", None), safety.Bases.of(state), state)
+    return Planned(
+        snapshot,
+        plan,
+        source.feed,
+        getattr(source, "mirror_after", None),
+        safety.Bases.of(state),
+        state,
+        asked=getattr(source, "asked", frozenset()),
+    )
+
+
+def _policy(config: Config, options: RunOptions) -> Policy:
+    return replace(config.policy, allow_last_admin=True) if options.allow_last_admin else config.policy
+
+
+def settled_plan(
+    config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
+) -> tuple[Planned | None, PreRead | None]:
+    """The last settled plan, when the store and the application are as it found them
+    (:mod:`syncd.settled`); else no plan (the run must read and plan for itself) and the delta
+    round read to find that out, if any, for the run to fold."""
+    from .graph.incremental import quiet_round, tracks
+    from .graph.source import ApplicationSource
+
+    if options.snapshot_path or options.user or options.group or options.full or not tracks(config.sync):
+        return None, None
+    record = Settled.from_json(store.get_state(SETTLED_KEY))
+    if record is None or record.generations != store.generations():
+        return None, None
+    if record.fingerprint != fingerprint(config, _policy(config, options)):
+        return None, None
+    outline = store.load_mirror(users=False)
+    if outline is None or ApplicationSource(config, mirror=outline).full_read_reason() is not None:
+        return None, None
+    quiet = quiet_round(config.graph, outline, record.watched, stats=stats, cancel=options.cancel)
+    read = quiet.read
+    if read is None:
+        return None, None
+    app_roles = read.service_principal.app_roles
+    if quiet.touched or roles_text(app_roles) != record.app_roles:
+        return None, read
+    cursor = read.after
+    log.info("nothing of the application changed since the last complete run: its plan stands (no changes)")
+    feed = MirrorFeed(cursor, hidden=outline.hidden, app_roles=app_roles, incremental=True)
+    snapshot = Snapshot(scope="assigned", app_roles=app_roles)  # tracks(): the assigned scope
+    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None
+
+
+def _settled_record(planned: Planned, applied: ApplyResult, fingerprint_: str) -> str | None:
+    """The record a run leaves when it read the whole application and its plan changed nothing;
+    None (no record) otherwise."""
+    plan = planned.plan
+    if plan.changes or not plan.complete or planned.feed is None or applied.failed or applied.generations is None:
+        return None
+    kept = Plan(errors=plan.errors, warnings=plan.warnings, held=plan.held)
+    settled = Settled(applied.generations, fingerprint_, roles_text(planned.snapshot.app_roles), planned.asked, kept)
+    return settled.to_json()
 
 
 def _refusals(config: Config, options: RunOptions, planned: Planned) -> list[safety.Refusal]:
@@ -409,7 +486,8 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         with recorded(store, options.trigger, options.watch) as journal:
             return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
     with recorded(store, options.trigger, options.watch, lambda: stats.requests) as journal:
-        planned = make_plan(config, options, store, stats)
+        planned, preread = (None, None) if options.memory is not None else settled_plan(config, options, store, stats)
+        planned = planned or make_plan(config, options, store, stats, preread)
         snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
         for failure in snapshot.failures:
@@ -419,7 +497,7 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
             return _refused(journal, plan, refusals, snapshot)
         if store.is_paused():
             return _paused(journal, "provisioning was paused while this run read Graph; nothing was changed", plan)
-        return _apply(journal, planned, options)
+        return _apply(journal, planned, options, fingerprint(config, _policy(config, options)))
 
 
 def _paused(journal: RunJournal, message: str, plan: Plan | None = None) -> RunResult:
@@ -440,9 +518,9 @@ def _refused(journal: RunJournal, plan: Plan, refusals: list[safety.Refusal], sn
     )
 
 
-def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunResult:
-    """Apply the plan; its outcome, and what the read taught the mirror, are written in the apply's
-    own transaction."""
+def _apply(journal: RunJournal, planned: Planned, options: RunOptions, fingerprint_: str | None = None) -> RunResult:
+    """Apply the plan; its outcome, what the read taught the mirror and (given the ``fingerprint_``
+    of its configuration) the settled record it leaves are written in the apply's own transaction."""
     from .apply import RunOutcome, apply_plan
 
     plan, snapshot = planned.plan, planned.snapshot
@@ -455,7 +533,12 @@ def _apply(journal: RunJournal, planned: Planned, options: RunOptions) -> RunRes
         errors = len(plan.errors) + len(applied.failed) + len(snapshot.failures)
         return journal.outcome(_verdict(plan, [], applied), errors, _run_message(plan, snapshot))
 
-    applied = apply_plan(journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed)
+    def values(applied: ApplyResult) -> dict[str, str | None]:
+        return {SETTLED_KEY: _settled_record(planned, applied, fingerprint_)} if fingerprint_ is not None else {}
+
+    applied = apply_plan(
+        journal.store, plan, journal.run_id, finish=finish, cancel=options.cancel, feed=planned.feed, values=values
+    )
     journal.committed()
     if options.memory is not None:
         options.memory.applied(planned, applied)

@@ -23,6 +23,7 @@ from .model import Managed, Snapshot
 
 if TYPE_CHECKING:
     from .graph.client import GraphStats
+    from .graph.incremental import PreRead
 
 Progress = Callable[[str, int, int], None]
 
@@ -55,6 +56,7 @@ def source_for(
     cancel: threading.Event | None = None,
     mirror: Mirror | None = None,
     full: bool = False,
+    preread: PreRead | None = None,
 ) -> Source:
     """The source of a run: a snapshot file, one user or group on demand, or the whole application."""
     if snapshot_path:
@@ -66,4 +68,6 @@ def source_for(
 
     if user or group:
         return PrincipalSource(config, user=user, group=group, stats=stats, cancel=cancel)
-    return ApplicationSource(config, progress=progress, stats=stats, cancel=cancel, mirror=mirror, full=full)
+    return ApplicationSource(
+        config, progress=progress, stats=stats, cancel=cancel, mirror=mirror, full=full, preread=preread
+    )

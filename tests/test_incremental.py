@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -368,3 +369,145 @@ def test_a_failed_run_keeps_the_graph_requests_it_made_before_failing(synced: Wo
         synced.sync()
     failed = synced.store.reports.last_run()
     assert failed["status"] == "failed" and failed["graph_requests"] == synced.sim.requests >= 1
+
+
+# --------------------------------------------------------------------------- a settled store
+
+
+class Watched:
+    """A store that counts how often a run loads the whole state or the whole mirror."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store, self.loads = store, Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def load_state(self) -> Any:
+        self.loads["state"] += 1
+        return self.store.load_state()
+
+    def load_mirror(self, *, users: bool = True) -> Any:
+        self.loads["mirror" if users else "outline"] += 1
+        return self.store.load_mirror(users=users)
+
+
+@pytest.fixture
+def settled(synced: World) -> World:
+    """Synced, then one unchanged run, which leaves the settled record."""
+    assert synced.sync().applied == 0
+    return synced
+
+
+def test_an_unchanged_run_after_a_settled_one_neither_loads_the_store_nor_plans(settled: World) -> None:
+    watched = Watched(settled.store)
+    settled.sim.reset_counts()
+    result = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert result.status == RunStatus.SUCCESS and result.applied == 0 and result.graph_requests == 4
+    assert watched.loads == {"outline": 1}
+    assert settled.store.reports.last_run()["status"] == "success"
+    converges_with_a_full_read(settled)
+
+
+def test_changes_outside_the_application_leave_it_settled(settled: World) -> None:
+    outsider = settled.tenant.add_user("outsider@contoso.com", "Out Sider")
+    settled.tenant.update_user(outsider, jobTitle="Visitor")
+    settled.tenant.add_group("Not assigned", members=[outsider])
+    watched = Watched(settled.store)
+    result = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert result.applied == 0 and watched.loads == {"outline": 1}
+    converges_with_a_full_read(settled)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["rename a user", "unassign a user", "rename a group", "remove a member", "new app role"],
+)
+def test_a_change_to_the_application_makes_a_run_of_its_own(settled: World, change: str) -> None:
+    tenant = settled.tenant
+    assigned = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User"]
+    group = next(a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group")
+    if change == "rename a user":
+        tenant.update_user(assigned[0], displayName="Someone Else")
+    elif change == "unassign a user":
+        tenant.unassign(assigned[0])
+    elif change == "rename a group":
+        tenant.rename_group(group, "Renamed Group")
+    elif change == "remove a member":
+        tenant.remove_member(group, tenant.member_ids(group)[0])
+    else:
+        tenant.add_app_role("Auditor", "auditor")
+    watched = Watched(settled.store)
+    settled.sim.reset_counts()
+    result = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL)
+    assert watched.loads["state"] == 1, "the run loaded the store and planned"
+    assert sorted(path for path in settled.paths() if path.endswith("/delta")) == sorted(DELTA_PATHS), (
+        "the round read to find the change is the round folded: each link read once"
+    )
+    if change in ("rename a user", "unassign a user", "rename a group"):
+        assert result.applied > 0
+    converges_with_a_full_read(settled)
+
+
+def test_a_local_change_or_another_configuration_makes_a_run_of_its_own(settled: World) -> None:
+    settled.store.local.create_user("local@contoso.com", "Local Person")
+    watched = Watched(settled.store)
+    run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert watched.loads["state"] == 1
+    precedence = build({**_raw(settled.config), "roles": {"precedence": ["member", "admin"]}}, base=settled.folder)
+    watched = Watched(settled.store)
+    run_once(precedence, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert watched.loads["state"] == 1
+
+
+def test_a_settled_run_reports_the_problems_the_last_plan_found(world: World) -> None:
+    broken = world.tenant.add_user("bell@contoso.com", "Bell", job_title="Ring\athe bell")
+    world.tenant.assign(broken)
+    first, second = world.sync(), world.sync()
+    watched = Watched(world.store)
+    third = run_once(world.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert watched.loads == {"outline": 1}
+    assert first.status == second.status == third.status == RunStatus.PARTIAL
+    assert [(p.code, p.target) for p in third.plan.errors] == [(p.code, p.target) for p in second.plan.errors]
+    assert [row["error_code"] for row in world.store.reports.audit()] == ["USER_INVALID"]
+
+
+def test_a_settled_record_that_cannot_be_read_is_ignored(settled: World) -> None:
+    settled.store.set_state("settled", "{not json")
+    watched = Watched(settled.store)
+    assert run_once(settled.config, RunOptions(), store=watched).applied == 0  # type: ignore[arg-type]
+    assert watched.loads["state"] == 1
+
+
+def test_a_round_touches_the_application_only_through_what_it_holds() -> None:
+    from syncd.mirror import DeltaRound, GroupItem, Mirror, MirrorAssignment, MirrorGroup, RemovedUser, touches
+    from syncd.model import SourceUser
+
+    def user(user_id: str) -> SourceUser:
+        return SourceUser(user_id, f"{user_id}@contoso.com", None, user_id, True, {})
+
+    direct = MirrorAssignment("a1", "ann", "User", "role")
+    mirror = Mirror(
+        hidden=frozenset({"gone"}),
+        groups={"sales": MirrorGroup("sales", "Sales", frozenset({"bob"}))},
+        assignments={"a1": direct, "a2": MirrorAssignment("a2", "sales", "Group", "role")},
+    )
+    quiet = [
+        DeltaRound(users=(user("outsider"),), groups=(GroupItem("other", "Other"),)),
+        DeltaRound(assignments=(direct, "a-of-another-app")),
+        DeltaRound(listed_assignments=tuple(mirror.assignments.values())),
+    ]
+    loud = [
+        DeltaRound(users=(user("ann"),)),
+        DeltaRound(users=(user("bob"),)),
+        DeltaRound(users=(RemovedUser("gone", "deleted"),)),
+        DeltaRound(groups=(GroupItem("sales", "Sales 2"),)),
+        DeltaRound(assignments=("a1",)),
+        DeltaRound(assignments=(MirrorAssignment("a3", "cy", "User", "role"),)),
+        DeltaRound(assignments=(MirrorAssignment("a1", "ann", "User", "other-role"),)),
+        DeltaRound(listed_assignments=(direct,)),
+    ]
+    assert not any(touches(mirror, round_) for round_ in quiet)
+    assert all(touches(mirror, round_) for round_ in loud)
+    assert touches(mirror, DeltaRound(users=(user("outsider"),)), watched=frozenset({"outsider"}))

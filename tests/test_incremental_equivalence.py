@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from syncd.changes import Plan
 from syncd.reconcile import RunOptions, run_once
 from syncd.runs import RunStatus
 from syncd.simulator import Simulator, generate_tenant
@@ -25,6 +26,10 @@ from syncd.store import MemoryStore, SqlStore
 from tests.test_incremental import TOKEN, configure
 
 OK = (RunStatus.SUCCESS, RunStatus.PARTIAL)
+
+
+def problems(plan: Plan) -> set[tuple[str, str, str]]:
+    return {(problem.code, problem.target, problem.message) for problem in (*plan.errors, *plan.warnings)}
 
 
 class TenantChanges(RuleBasedStateMachine):
@@ -116,6 +121,10 @@ class TenantChanges(RuleBasedStateMachine):
             self.tenant.purge_user(user)
 
     @rule()
+    def nothing_changes(self) -> None:
+        """A quiet step: the next incremental run may take the last settled plan."""
+
+    @rule()
     def create_a_user(self) -> None:
         self.counter += 1
         self.tenant.add_user(f"new{self.counter}@contoso.com", f"New Person {self.counter}")
@@ -169,6 +178,7 @@ class TenantChanges(RuleBasedStateMachine):
         assert full.status in OK, full.message
         assert self.incremental.reports.users() == self.full.reports.users()
         assert self.incremental.reports.teams() == self.full.reports.teams()
+        assert problems(incremental.plan) == problems(full.plan), "the same errors and warnings, settled or not"
         again = run_once(self.config, RunOptions(dry_run=True, full=True), store=self.incremental)
         assert again.plan.changes == (), "a full read finds nothing left to do"
 

@@ -4,6 +4,7 @@ named values.  Every store keeps it alike (the ``store`` fixture gives each back
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -276,6 +277,19 @@ class TestStoreContract:
         store.set_paused(False)
         assert store.is_paused() is False
 
+    def test_a_named_value_is_written_and_removed_in_a_transaction(self, store):
+        with store.write() as writer:
+            writer.set_value("settled", "one")
+        assert store.get_state("settled") == "one"
+        with pytest.raises(RuntimeError), store.write() as writer:
+            writer.set_value("settled", None)
+            raise RuntimeError("killed before the commit")
+        assert store.get_state("settled") == "one"
+        with store.write() as writer:
+            writer.set_value("settled", None)
+            writer.set_value("never", None)
+        assert store.get_state("settled") is None and store.get_state("never") is None
+
     def test_a_failed_write_leaves_nothing_behind_and_is_a_store_error(self, store):
         with pytest.raises(StoreError) as raised, store.write() as writer:
             writer.create_users([_create(ANN, "a@x.com"), _create(BOB, "a@x.com")])
@@ -345,6 +359,8 @@ class TestMirrorContract:
             writer.save_mirror(changes)
         assert store.load_mirror() == apply_feed(expected, changes)
         assert store.load_mirror().hidden == {BOB}
+        outline = store.load_mirror(users=False)
+        assert outline == replace(apply_feed(expected, changes), users={}), "everything but the users' properties"
         reads = store.reports.reads()
         assert reads["mode"] == "incremental (assignments listed)" and reads["last_incremental_at"] is not None
 

@@ -39,12 +39,13 @@ from ..mirror import (
     fold_users,
     mirror_of,
     snapshot_of,
+    touches,
     with_cursor,
 )
 from ..model import AppRole, Snapshot
 from .classify import is_fatal
 from .client import GraphClient, GraphStats, gather_all
-from .decode import BadResponse
+from .decode import BadResponse, ServicePrincipalInfo
 from .delta import (
     ASSIGNMENTS_DELTA,
     GROUPS_DELTA,
@@ -58,7 +59,14 @@ from .delta import (
     users_delta,
 )
 from .fetch import Progress, full_read_async, run_with_client
-from .reads import Collected, read_application, read_assignments, read_group_names, read_members, read_users
+from .reads import (
+    Collected,
+    read_application,
+    read_assignments,
+    read_group_names,
+    read_members,
+    read_users,
+)
 
 log = logging.getLogger("syncd.graph")
 
@@ -73,6 +81,29 @@ class Reading:
     incremental: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PreRead:
+    """A delta round read already (by :func:`quiet_round`), folded by the run's own round instead of
+    being read again, when the mirror still has the links it was read from."""
+
+    links: Cursor
+    """The cursor the round was read from."""
+    service_principal: ServicePrincipalInfo
+    round_: DeltaRound
+    after: Cursor
+    """The links after the round."""
+    found: Collected
+
+
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """What :func:`quiet_round` found: the round (None when any of it failed), and whether it
+    touches the application."""
+
+    read: PreRead | None = None
+    touched: bool = True
+
+
 def tracks(sync: SyncConfig) -> bool:
     """Whether deltas can stand for a full read: assigned scope, direct members only."""
     return sync.scope == "assigned" and not sync.nested_groups
@@ -82,13 +113,19 @@ def tracks(sync: SyncConfig) -> bool:
 
 
 async def read_async(
-    client: GraphClient, graph: GraphConfig, sync: SyncConfig, mirror: Mirror | None, *, progress: Progress | None
+    client: GraphClient,
+    graph: GraphConfig,
+    sync: SyncConfig,
+    mirror: Mirror | None,
+    *,
+    progress: Progress | None,
+    preread: PreRead | None = None,
 ) -> Reading:
     """A delta round over ``mirror`` when there is one to continue, else (or when Graph no longer
     honours its links) a full read."""
     if mirror is not None and mirror.cursor is not None and tracks(sync):
         try:
-            return await delta_read_async(client, graph, mirror)
+            return await delta_read_async(client, graph, mirror, preread)
         except DeltaExpired as error:
             log.warning("%s; reading the application in full", error.message)
     return await full_read_tracked_async(client, graph, sync, progress=progress)
@@ -102,10 +139,14 @@ def read_whole_application(
     progress: Progress | None = None,
     stats: GraphStats | None = None,
     cancel: threading.Event | None = None,
+    preread: PreRead | None = None,
 ) -> Reading:
     """The application now: a delta round over ``mirror`` or a full read (:func:`read_async`)."""
     reading: Reading = run_with_client(
-        graph, stats, lambda client: read_async(client, graph, sync, mirror, progress=progress), cancel
+        graph,
+        stats,
+        lambda client: read_async(client, graph, sync, mirror, progress=progress, preread=preread),
+        cancel,
     )
     return reading
 
@@ -152,22 +193,30 @@ async def _latest_or_none(client: GraphClient, url: str, what: str) -> str | Non
 # --------------------------------------------------------------------------- delta round
 
 
-async def delta_read_async(client: GraphClient, graph: GraphConfig, mirror: Mirror) -> Reading:
-    """The application now, from ``mirror`` and one delta round (see the module docstring)."""
+async def delta_read_async(
+    client: GraphClient, graph: GraphConfig, mirror: Mirror, preread: PreRead | None = None
+) -> Reading:
+    """The application now, from ``mirror`` and one delta round (see the module docstring); the
+    round is ``preread`` when that was read from the mirror's links."""
     assert mirror.cursor is not None
     cursor = mirror.cursor
-    found = Collected()
-    service_principal = await read_application(client, graph, found)
-    if service_principal is None:
-        return Reading(_unread(mirror, (), found), None, incremental=True)
-    try:
-        round_, new_cursor = await _read_round(client, cursor, service_principal.id, found)
-    except DeltaExpired:
-        raise
-    except (GraphError, BadResponse) as error:
-        failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
-        found.fail(failure, "delta")
-        return Reading(_unread(mirror, service_principal.app_roles, found), None, incremental=True)
+    if preread is not None and preread.links == cursor:
+        found, service_principal = preread.found, preread.service_principal
+        round_, new_cursor = preread.round_, preread.after
+    else:
+        found = Collected()
+        application = await read_application(client, graph, found)
+        if application is None:
+            return Reading(_unread(mirror, (), found), None, incremental=True)
+        service_principal = application
+        try:
+            round_, new_cursor = await _read_round(client, cursor, service_principal.id, found)
+        except DeltaExpired:
+            raise
+        except (GraphError, BadResponse) as error:
+            failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
+            found.fail(failure, "delta")
+            return Reading(_unread(mirror, service_principal.app_roles, found), None, incremental=True)
 
     folded, new_group_ids = fold_assignments_and_groups(mirror, round_)
     folded = drop_purged(folded, round_)
@@ -192,6 +241,41 @@ async def delta_read_async(client: GraphClient, graph: GraphConfig, mirror: Mirr
     if not snapshot.complete:
         return Reading(snapshot, None, incremental=True)
     return Reading(snapshot, with_cursor(folded, new_cursor, service_principal.app_roles), incremental=True)
+
+
+async def quiet_round_async(client: GraphClient, graph: GraphConfig, outline: Mirror, watched: frozenset[str]) -> Quiet:
+    """One delta round over ``outline`` (a mirror, its users' properties left out), and whether it
+    touches the application (:func:`~syncd.mirror.touches`).  When anything in it fails, no round:
+    the run then reads it itself (a delta link can be read again) and meets the failure there."""
+    assert outline.cursor is not None
+    found = Collected()
+    service_principal = await read_application(client, graph, found)
+    if service_principal is None or found.failures:
+        return Quiet()
+    try:
+        round_, cursor = await _read_round(client, outline.cursor, service_principal.id, found)
+    except (GraphError, BadResponse, DeltaExpired) as error:
+        log.debug("the quiet round was not read: %s", error)
+        return Quiet()
+    if found.failures:
+        return Quiet()
+    read = PreRead(outline.cursor, service_principal, round_, cursor, found)
+    return Quiet(read, touched=touches(outline, round_, watched))
+
+
+def quiet_round(
+    graph: GraphConfig,
+    outline: Mirror,
+    watched: frozenset[str],
+    *,
+    stats: GraphStats | None = None,
+    cancel: threading.Event | None = None,
+) -> Quiet:
+    """:func:`quiet_round_async`, with a client of its own."""
+    result: Quiet = run_with_client(
+        graph, stats, lambda client: quiet_round_async(client, graph, outline, watched), cancel
+    )
+    return result
 
 
 async def _read_round(

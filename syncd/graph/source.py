@@ -46,6 +46,7 @@ class ApplicationSource:
         mirror: Mirror | None = None,
         full: bool = False,
         now: datetime | None = None,
+        preread: incremental.PreRead | None = None,
     ) -> None:
         self.config = config
         self.progress = progress
@@ -54,10 +55,14 @@ class ApplicationSource:
         self.mirror = mirror
         self.full = full
         self.now = now
+        self.preread = preread
+        """A delta round read already from the mirror's links, folded instead of read again."""
         self.feed: MirrorFeed | None = None
         self.mirror_after: Mirror | None = None
         """The mirror as :attr:`feed` leaves it."""
         self.incremental = False
+        self.asked: frozenset[str] = frozenset()
+        """The managed users whose absence the read asked Graph about."""
 
     def full_read_reason(self) -> str | None:
         """Why this run reads the application in full; None when it continues the mirror."""
@@ -87,6 +92,7 @@ class ApplicationSource:
             progress=self.progress,
             stats=self.stats,
             cancel=self.cancel,
+            preread=self.preread,
         )
         snapshot = reading.snapshot
         self.incremental = reading.incremental
@@ -94,6 +100,7 @@ class ApplicationSource:
             self.feed = feed_between(self.mirror or Mirror(), reading.mirror, incremental=reading.incremental)
             self.mirror_after = reading.mirror
         unexplained = users_to_ask_about(snapshot, managed, self.config.sync.email_attribute)
+        self.asked = frozenset(unexplained)
         return self.explain(snapshot, unexplained) if unexplained else snapshot
 
     def explain(self, snapshot: Snapshot, user_ids: list[str]) -> Snapshot:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -302,8 +302,9 @@ class MemoryStore:
             tables.next_id["users"] = max([tables.next_id["users"], *(u.id + 1 for u in state.users)])
             tables.next_id["teams"] = max([tables.next_id["teams"], *(t.id + 1 for t in state.teams)])
 
-    def load_mirror(self) -> Mirror | None:
-        return self._read().mirror
+    def load_mirror(self, *, users: bool = True) -> Mirror | None:
+        mirror = self._read().mirror
+        return mirror if users or mirror is None else replace(mirror, users={})
 
     def generations(self) -> Generations:
         values = self._read().values
@@ -550,6 +551,12 @@ class MemoryWriter:
         tables.values[CURSOR_KEY] = cursor_json(feed.cursor)
         if feed.incremental:
             tables.values[INCREMENTAL_AT_KEY] = iso(self._now) or ""
+
+    def set_value(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._tables.values.pop(key, None)
+        else:
+            self._tables.values[key] = value
 
     def generations(self) -> Generations:
         values = self._tables.values

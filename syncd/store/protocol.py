@@ -146,6 +146,10 @@ class Writer(Protocol):
         """Write what a read taught the mirror, and its cursor (:func:`syncd.mirror.apply_feed`)."""
         ...
 
+    def set_value(self, key: str, value: str | None) -> None:
+        """Write the named value ``key`` in this transaction (None removes it)."""
+        ...
+
     def generations(self) -> Generations:
         """The generations as this transaction sees them, held against other writers until it ends
         (a row lock on PostgreSQL; SQLite's write transactions are serial)."""
@@ -283,8 +287,10 @@ class Store(Protocol):
         """The current generations of the state and the mirror (one cheap read)."""
         ...
 
-    def load_mirror(self) -> Mirror | None:
-        """The mirror of Graph the last complete read left, or None (no mirror, or one unreadable)."""
+    def load_mirror(self, *, users: bool = True) -> Mirror | None:
+        """The mirror of Graph the last complete read left, or None (no mirror, or one unreadable).
+        ``users=False`` leaves out the users' properties (``users`` is empty; ``hidden`` is whole):
+        what a run needs to know who is in scope, read in a fraction of the time."""
         ...
 
     def write(self) -> AbstractContextManager[Writer]:

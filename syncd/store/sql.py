@@ -245,7 +245,7 @@ class SqlStore:
         with self._read() as connection:
             return read_generations(connection)
 
-    def load_mirror(self) -> Mirror | None:
+    def load_mirror(self, *, users: bool = True) -> Mirror | None:
         """The stored mirror, read in one consistent snapshot; None without a readable cursor."""
         reader = self._engine
         if self.dialect == "postgresql":
@@ -261,15 +261,16 @@ class SqlStore:
             cursor = cursor_from_json(values[CURSOR_KEY]) if values.get(CURSOR_KEY) else None
             if cursor is None:
                 return None
-            users: dict[str, SourceUser] = {}
+            visible: dict[str, SourceUser] = {}
             hidden: set[str] = set()
+            rows = select(mirror_users.c.id, mirror_users.c.properties, mirror_users.c.hidden)
             for user_id, properties, is_hidden in connection.execute(
-                select(mirror_users.c.id, mirror_users.c.properties, mirror_users.c.hidden)
+                rows if users else rows.where(mirror_users.c.hidden.is_(True))
             ):
                 if is_hidden:
                     hidden.add(user_id)
                 else:
-                    users[user_id] = user_from_json(user_id, properties)
+                    visible[user_id] = user_from_json(user_id, properties)
             groups = {
                 group_id: MirrorGroup(group_id, name, frozenset(json.loads(members)))
                 for group_id, name, members in connection.execute(
@@ -281,7 +282,7 @@ class SqlStore:
                 for row in connection.execute(select(mirror_assignments))
             }
         return Mirror(
-            users, frozenset(hidden), groups, assignments, cursor, app_roles_from_json(values.get(APP_ROLES_KEY))
+            visible, frozenset(hidden), groups, assignments, cursor, app_roles_from_json(values.get(APP_ROLES_KEY))
         )
 
     # ----------------------------------------------------------------- runs

@@ -291,6 +291,12 @@ class SqlWriter:
         if feed.incremental:
             connection.execute(upsert_state(dialect, INCREMENTAL_AT_KEY, iso(self._now) or ""))
 
+    def set_value(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._connection.execute(sync_state.delete().where(sync_state.c.key == key))
+        else:
+            self._connection.execute(upsert_state(self._connection.dialect.name, key, value))
+
     def generations(self) -> Generations:
         return read_generations(self._connection, lock=True)
 
