@@ -12,7 +12,9 @@ the timer or the daemon run it, and the table shows:
    decoding the JSON and nothing else (:mod:`benchmarks.floor`), and the ratio of 1 to it;
 3. an unchanged incremental run and a run after 1% of the users changed (renames, unassignments,
    role changes, membership moves), both as a one-shot ``syncd sync`` and as a cycle of a running
-   daemon (:mod:`benchmarks.cycles`): wall time and Graph requests;
+   daemon (:mod:`benchmarks.cycles`): wall time and Graph requests.  The one-shot unchanged run is
+   measured twice: first right after the full sync (it plans in full and settles the store), then
+   once more (settled: it takes the last plan, :mod:`syncd.settled`), as cron every minute would;
 4. the first full sync into PostgreSQL (127.0.0.1:5432) and its ratio to SQLite;
 5. the growth from the smallest tenant to the largest, per user.
 
@@ -146,6 +148,9 @@ def measure(users: int, with_postgres: bool) -> dict[str, Any]:
 
         sim.reset_counts()
         seconds, rss = syncd(config)
+        row["unchanged_first_oneshot"] = {"seconds": round(seconds, 2), "requests": sim.requests, "peak_rss_mb": rss}
+        sim.reset_counts()
+        seconds, rss = syncd(config)  # settled: the run before it changed nothing
         row["unchanged_oneshot"] = {"seconds": round(seconds, 2), "requests": sim.requests, "peak_rss_mb": rss}
         row["one_percent_changes"] = change_one_percent(tenant, rng)
         sim.reset_counts()
@@ -173,15 +178,16 @@ def measure(users: int, with_postgres: bool) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| users | full sync | requests | peak RSS | floor | full/floor | unchanged (one-shot) | unchanged "
-        "(daemon) | 1% (one-shot) | 1% (daemon) | PostgreSQL full | PG/SQLite |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| users | full sync | requests | peak RSS | floor | full/floor | unchanged, first (one-shot) "
+        "| unchanged (one-shot) | unchanged (daemon) | 1% (one-shot) | 1% (daemon) | PostgreSQL full | PG/SQLite |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         pg = row.get("postgres_full")
         lines.append(
             f"| {row['users']:,} | {row['full']['seconds']} s | {row['full']['requests']:,} "
             f"| {row['full']['peak_rss_mb']} MB | {row['floor_seconds']} s | {row['full_to_floor']} "
+            f"| {row['unchanged_first_oneshot']['seconds']} s ({row['unchanged_first_oneshot']['requests']} req) "
             f"| {row['unchanged_oneshot']['seconds']} s ({row['unchanged_oneshot']['requests']} req) "
             f"| {row['daemon_unchanged']['seconds']:.2f} s ({row['daemon_unchanged']['requests']} req) "
             f"| {row['one_percent_oneshot']['seconds']} s ({row['one_percent_oneshot']['requests']} req) "
