@@ -134,7 +134,7 @@ def apply_plan(
         for key, value in (values(result) if values is not None else {}).items():
             writer.set_value(key, value)
         if not result.failed and result.counts.get("create_user"):
-            result.user_ids = writer.user_ids()
+            result.user_ids = writer.user_ids({c.entra_id for c in plan.changes if isinstance(c, CreateUser)})
         if not result.failed and result.counts.get("create_team"):
             result.team_ids = writer.team_ids()
         if finish is not None:
@@ -312,8 +312,7 @@ class _Applier:
 
     def apply_additions(self, items: list[Item]) -> None:
         """Resolve users and teams by Entra id (once each), then add the members in bulk."""
-        if self.user_ids is None:
-            self.user_ids = self.writer.user_ids()
+        self.user_ids = self.writer.user_ids({change.user_entra_id for _, change in items})  # only those named
         if self.team_ids is None:
             self.team_ids = self.writer.team_ids()
         resolved: list[Item] = []

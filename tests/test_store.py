@@ -43,6 +43,15 @@ class TestStoreContract:
         seed(store, _state())
         assert store.load_state() == _state()
 
+    @pytest.mark.parametrize("limit", [5000, 1])
+    def test_a_writer_resolves_entra_ids_to_local_ids(self, store, seed, monkeypatch, limit):
+        monkeypatch.setattr("syncd.store.sql_writer.LOOKUP_BY_ID_LIMIT", limit)  # by lookups, or by a scan
+        seed(store, _state())
+        with store.write() as writer:
+            assert writer.user_ids() == {ANN: 1, BOB: 2}
+            assert writer.user_ids({BOB, "unknown"}) == {BOB: 2}
+            assert writer.user_ids(set()) == {}
+
     def test_an_empty_store_has_an_empty_state(self, store):
         assert store.load_state() == StoreState()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ..changes import USER_FIELDS, AdoptUser, Change, CreateUser, DeactivateUser, Problem, ReactivateUser, UpdateUser
 from ..evidence import DELETED, DISABLED, OUT_OF_SCOPE, Evidence
@@ -55,7 +56,8 @@ def user_changes(desired: Desired, state: StoreState, policy: Policy, evidence: 
         if role and entra_id in desired.role_warnings:
             warnings.append(desired.role_warnings[entra_id])
 
-    for want in sorted(desired.users.values(), key=lambda user: (user.email, user.entra_id)):
+    # by email, then Entra id: ``desired.users`` is in Entra id order and a sort by email keeps it
+    for want in sorted(desired.users.values(), key=attrgetter("email")):
         email_after[want.entra_id] = want.email
         existing = by_entra.get(want.entra_id)
         if existing is None:

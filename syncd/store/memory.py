@@ -12,7 +12,7 @@ long as the object.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -493,8 +493,9 @@ class MemoryWriter:
         for change in changes:
             self._update_user(change.user_id, f"user {change.email}", **{name: new for name, _, new in change.changes})
 
-    def user_ids(self) -> dict[str, int]:
-        return {row["entra_id"]: row["id"] for row in self._tables.users.values() if row["entra_id"] is not None}
+    def user_ids(self, entra_ids: Collection[str] | None = None) -> dict[str, int]:
+        found = {row["entra_id"]: row["id"] for row in self._tables.users.values() if row["entra_id"] is not None}
+        return found if entra_ids is None else {key: found[key] for key in entra_ids if key in found}
 
     # ----------------------------------------------------------------- teams
 

@@ -18,7 +18,7 @@ no longer there as planned - raises :class:`Rejected`; every other failure is a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,8 +134,9 @@ class Writer(Protocol):
         """Add each (team id, user id) membership, as made by run ``run_id``."""
         ...
 
-    def user_ids(self) -> dict[str, int]:
-        """Entra id -> local id of every managed user, as the transaction sees them now."""
+    def user_ids(self, entra_ids: Collection[str] | None = None) -> dict[str, int]:
+        """Entra id -> local id of every managed user (or of those among ``entra_ids``), as the
+        transaction sees them now."""
         ...
 
     def team_ids(self) -> dict[str, int]:

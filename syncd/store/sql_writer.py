@@ -10,7 +10,7 @@ planned - leaves a savepoint as :class:`~syncd.store.protocol.Rejected`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import groupby
 from typing import Any
@@ -60,6 +60,9 @@ from .schema import (
 )
 from .statements import upsert_state
 
+LOOKUP_BY_ID_LIMIT = 5000
+"""Above this many Entra ids, :meth:`SqlWriter.user_ids` reads every managed user instead."""
+LOOKUP_CHUNK = 500
 AUDIT_COLUMNS = ("op", "object_kind", "target", "entra_id", "before", "after", "status", "error_code", "message")
 
 
@@ -192,9 +195,20 @@ class SqlWriter:
             result = self._connection.execute(statement, params)
             self._expect(result.rowcount, batch, f"user {batch[0].email}")
 
-    def user_ids(self) -> dict[str, int]:
-        rows = self._connection.execute(select(users.c.entra_id, users.c.id).where(users.c.entra_id.is_not(None)))
-        return {entra_id: user_id for entra_id, user_id in rows}
+    def user_ids(self, entra_ids: Collection[str] | None = None) -> dict[str, int]:
+        query = select(users.c.entra_id, users.c.id)
+        if entra_ids is None or len(entra_ids) > LOOKUP_BY_ID_LIMIT:  # a scan is cheaper than many lookups
+            rows = self._connection.execute(query.where(users.c.entra_id.is_not(None)))
+            found = {entra_id: user_id for entra_id, user_id in rows}
+            return found if entra_ids is None else {key: found[key] for key in entra_ids if key in found}
+        wanted = sorted(entra_ids)
+        found = {}
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            found.update(
+                (key, value) for key, value in self._connection.execute(query.where(users.c.entra_id.in_(chunk)))
+            )
+        return found
 
     # ----------------------------------------------------------------- teams
 
