@@ -167,6 +167,18 @@ snapshot_option = click.option(
 )
 
 
+wait_option = click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another run to finish before giving up (exit 75).",
+)
+"""``--wait SECONDS``: the commands that take the run lock."""
+
+
 def brake_and_read_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--allow CATEGORY``, ``--allow-last-admin`` and ``--full``, shared by ``plan`` and ``sync``."""
     options = (
@@ -256,15 +268,7 @@ def plan(
 @brake_and_read_options
 @click.option("--user", metavar="UPN_OR_ID", help="Provision one user on demand (only its changes).")
 @click.option("--group", metavar="NAME_OR_ID", help="Provision one group on demand: its team, members and roles.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Wait this long for another run to finish before giving up (exit 75).",
-)
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @snapshot_option
 @pass_context
@@ -400,15 +404,7 @@ def _save_plan(result: Any, out: str) -> None:
     metavar="CATEGORY",
     help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
 )
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Wait this long for another run to finish before giving up (exit 75).",
-)
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def apply_command(
