@@ -131,12 +131,12 @@ def apply_plan(
             writer.save_mirror(feed)
         result.generations_before = writer.generations()
         result.generations = writer.bump(state=result.applied > 0, mirror=feed is not None and feed.changes_content)
-        for key, value in (values(result) if values is not None else {}).items():
-            writer.set_value(key, value)
         if not result.failed and result.counts.get("create_user"):
             result.user_ids = writer.user_ids({c.entra_id for c in plan.changes if isinstance(c, CreateUser)})
         if not result.failed and result.counts.get("create_team"):
             result.team_ids = writer.team_ids()
+        for key, value in (values(result) if values is not None else {}).items():
+            writer.set_value(key, value)
         if finish is not None:
             check(cancel)  # the last point at which a stop leaves nothing behind
             outcome = finish(result)

@@ -29,10 +29,11 @@ from .changes import Plan
 from .config import Config
 from .errors import SyncdError
 from .journal import RunJournal, RunWatch, recorded
-from .mirror import Mirror, MirrorFeed
+from .mirror import Mirror, MirrorFeed, snapshot_of
 from .model import Managed, Policy, Snapshot, StoreState
 from .outcome import RunResult, report
 from .plan import diff
+from .plan.focus import Base, focused_diff
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
 from .settled import SETTLED_KEY, Settled, fingerprint, roles_text
@@ -102,6 +103,9 @@ class RunMemory:
     mirror: Mirror | None = None
     mirror_generation: str | None = None
     last: tuple[Snapshot, StoreState, Policy, Plan] | None = None
+    base: tuple[Base, StoreState, Policy] | None = None
+    """A snapshot whose plan against ``state`` changed nothing: the next plan is made from what
+    changed since it (:func:`~syncd.plan.focus.focused_diff`)."""
 
     def state_for(self, store: Store, generations: Generations) -> tuple[StoreState, Managed]:
         if self.state is None or self.managed is None or self.state_generation != generations.state:
@@ -123,6 +127,12 @@ class RunMemory:
         if last_state is state and last_policy == policy and last_snapshot == snapshot:
             return plan
         return None
+
+    def base_for(self, state: StoreState, policy: Policy) -> Base | None:
+        if self.base is None:
+            return None
+        base, base_state, base_policy = self.base
+        return base if base_state is state and base_policy == policy else None
 
     def applied(self, planned: Planned, applied: ApplyResult) -> None:
         """After a run's commit: what the store now holds, as far as this process knows it.
@@ -147,6 +157,9 @@ class RunMemory:
                 self.state = state_after(current, planned.plan, applied.user_ids, applied.team_ids)
                 self.managed = Managed.of(self.state)
                 self.state_generation = generations.state
+                rebased = _rebased(planned, self.state)
+                policy = planned.policy
+                self.base = None if rebased is None or policy is None else (rebased, self.state, policy)
             else:
                 self.state = self.managed = None
         if planned.mirror is not None and before.mirror == self.mirror_generation:
@@ -174,6 +187,21 @@ class Planned:
     settled: Settled | None = None
     """The record whose plan this is, when nothing of the application changed since it (the
     snapshot then holds only the app roles: nothing else was read)."""
+    base: Base | None = None
+    """The settled snapshot the plan was made from what changed since, if it was."""
+    policy: Policy | None = None
+
+
+def _rebased(planned: Planned, state: StoreState) -> Base | None:
+    """The base a focused plan leaves once applied in full to ``state``: its snapshot, and the plan
+    of that snapshot against the store as it now is, made from the same focus, when that changes
+    nothing (as planning again after an apply does)."""
+    if planned.base is None or planned.policy is None or not planned.plan.changes:
+        return None
+    again = focused_diff(planned.base, planned.snapshot, state, planned.policy)
+    if again is None or again.changes:
+        return None
+    return Base(planned.snapshot, again, planned.asked)
 
 
 def _source(
@@ -210,10 +238,12 @@ def make_plan(
     store: Store,
     stats: GraphStats | None = None,
     preread: PreRead | None = None,
+    settled: Settled | None = None,
 ) -> Planned:
     """Source -> plan: the snapshot, read with what the store manages (and its mirror of Graph,
     when the run reads the whole application), and the one plan made from it.  ``preread`` is a
-    delta round read already from the mirror's links (:func:`settled_plan`)."""
+    delta round read already from the mirror's links (:func:`settled_plan`); ``settled`` the
+    store's settled record, whose snapshot the plan is then made from what changed since."""
     from .graph.incremental import tracks
 
     memory = options.memory
@@ -230,11 +260,19 @@ def make_plan(
     source = _source(config, options, stats, mirror, preread)
     snapshot = source.read(managed)
     policy = _policy(config, options)
+    asked: frozenset[str] = getattr(source, "asked", frozenset())
     plan = memory.plan_for(snapshot, state, policy) if memory is not None else None
+    base = None
     if plan is None:
-        plan = diff(snapshot, state, policy)
+        base = memory.base_for(state, policy) if memory is not None else _settled_base(settled, mirror)
+        plan = focused_diff(base, snapshot, state, policy) if base is not None else None
+        if plan is None:
+            base = None
+            plan = diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
+    if memory is not None and not plan.changes and plan.complete and not plan.held:
+        memory.base = (Base(snapshot, plan, asked), state, policy)
     return Planned(
         snapshot,
         plan,
@@ -242,8 +280,18 @@ def make_plan(
         getattr(source, "mirror_after", None),
         safety.Bases.of(state),
         state,
-        asked=getattr(source, "asked", frozenset()),
+        asked=asked,
+        base=base,
+        policy=policy,
     )
+
+
+def _settled_base(settled: Settled | None, mirror: Mirror | None) -> Base | None:
+    """The snapshot the settled record's plan was made from: the stored mirror's, its users looked
+    up besides (``watched``) always planned again."""
+    if settled is None or mirror is None or roles_text(mirror.app_roles) != settled.app_roles:
+        return None
+    return Base(snapshot_of(mirror, mirror.app_roles), settled.plan, settled.watched)
 
 
 def _policy(config: Config, options: RunOptions) -> Policy:
@@ -252,43 +300,51 @@ def _policy(config: Config, options: RunOptions) -> Policy:
 
 def settled_plan(
     config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
-) -> tuple[Planned | None, PreRead | None]:
+) -> tuple[Planned | None, PreRead | None, Settled | None]:
     """The last settled plan, when the store and the application are as it found them
-    (:mod:`syncd.settled`); else no plan (the run must read and plan for itself) and the delta
-    round read to find that out, if any, for the run to fold."""
+    (:mod:`syncd.settled`); else no plan (the run must read and plan for itself), the delta round
+    read to find that out, if any, for the run to fold, and the settled record it may plan from."""
     from .graph.incremental import quiet_round, tracks
     from .graph.source import ApplicationSource
 
     if options.snapshot_path or options.user or options.group or options.full or not tracks(config.sync):
-        return None, None
+        return None, None, None
     record = Settled.from_json(store.get_state(SETTLED_KEY))
     if record is None or record.generations != store.generations():
-        return None, None
+        return None, None, None
     if record.fingerprint != fingerprint(config, _policy(config, options)):
-        return None, None
+        return None, None, None
     outline = store.load_mirror(users=False)
     if outline is None or ApplicationSource(config, mirror=outline).full_read_reason() is not None:
-        return None, None
+        return None, None, None
     quiet = quiet_round(config.graph, outline, record.watched, stats=stats, cancel=options.cancel)
     read = quiet.read
     if read is None:
-        return None, None
+        return None, None, record
     app_roles = read.service_principal.app_roles
     if quiet.touched or roles_text(app_roles) != record.app_roles:
-        return None, read
+        return None, read, record
     cursor = read.after
     log.info("nothing of the application changed since the last complete run: its plan stands (no changes)")
     feed = MirrorFeed(cursor, hidden=outline.hidden, app_roles=app_roles, incremental=True)
     snapshot = Snapshot(scope="assigned", app_roles=app_roles)  # tracks(): the assigned scope
-    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None
+    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None, record
 
 
 def _settled_record(planned: Planned, applied: ApplyResult, fingerprint_: str) -> str | None:
-    """The record a run leaves when it read the whole application and its plan changed nothing;
-    None (no record) otherwise."""
+    """The record a run leaves when it read the whole application and its plan changed nothing, or
+    when its plan was made from a settled snapshot and, applied in full, settles the store again
+    (:func:`_rebased`); None (no record) otherwise."""
     plan = planned.plan
-    if plan.changes or not plan.complete or planned.feed is None or applied.failed or applied.generations is None:
+    if not plan.complete or planned.feed is None or applied.failed or applied.generations is None:
         return None
+    if plan.changes:
+        if planned.state is None:
+            return None
+        rebased = _rebased(planned, state_after(planned.state, plan, applied.user_ids, applied.team_ids))
+        if rebased is None:
+            return None
+        plan = rebased.plan
     kept = Plan(errors=plan.errors, warnings=plan.warnings, held=plan.held)
     settled = Settled(applied.generations, fingerprint_, roles_text(planned.snapshot.app_roles), planned.asked, kept)
     return settled.to_json()
@@ -486,8 +542,10 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         with recorded(store, options.trigger, options.watch) as journal:
             return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
     with recorded(store, options.trigger, options.watch, lambda: stats.requests) as journal:
-        planned, preread = (None, None) if options.memory is not None else settled_plan(config, options, store, stats)
-        planned = planned or make_plan(config, options, store, stats, preread)
+        planned, preread, record = (
+            (None, None, None) if options.memory is not None else settled_plan(config, options, store, stats)
+        )
+        planned = planned or make_plan(config, options, store, stats, preread, record)
         snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
         for failure in snapshot.failures:

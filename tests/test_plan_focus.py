@@ -1,0 +1,179 @@
+"""A focused plan (:mod:`syncd.plan.focus`) is the full plan: Hypothesis against :func:`syncd.plan.diff`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import count
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from syncd.after import state_after
+from syncd.changes import CreateTeam, CreateUser, Plan
+from syncd.model import Assignment, Policy, Snapshot, SourceGroup, SourceUser, StoreState
+from syncd.plan import diff
+from syncd.plan.focus import Base, focused_diff
+from tests.builders import ADMIN, MEMBER, ROLES, VIEWER, group, state, stored_team, stored_user, user
+from tests.test_plan_properties import NAMES, ROLE_IDS, worlds
+
+USER_IDS = {name: f"00000000-0000-0000-0001-{index:012d}" for index, name in enumerate(NAMES)}
+
+
+def settle(snapshot: Snapshot, store: StoreState, rounds: int = 3) -> tuple[StoreState, Plan]:
+    """The store after applying the snapshot's plan until it changes nothing (or ``rounds`` ran out)."""
+    ids = count(1000)
+    for _ in range(rounds):
+        plan = diff(snapshot, store)
+        if not plan.changes:
+            return store, plan
+        store = applied(store, plan, ids)
+    return store, diff(snapshot, store)
+
+
+def applied(store: StoreState, plan: Plan, ids: count) -> StoreState:  # type: ignore[type-arg]
+    users = {change.entra_id: next(ids) for change in plan.changes if isinstance(change, CreateUser)}
+    teams = {change.entra_id: next(ids) for change in plan.changes if isinstance(change, CreateTeam)}
+    return state_after(store, plan, users, teams)
+
+
+@st.composite
+def changed(draw: st.DrawFn, snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` after a few of the changes Graph reports: users edited, added, removed or deleted;
+    assignments made and removed; groups renamed, emptied, filled, added and removed."""
+    users = {u.id: u for u in snapshot.users}
+    for name in draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=3)):
+        user_id = USER_IDS[name]
+        action = draw(st.sampled_from(["edit", "remove", "add"]))
+        if action == "remove":
+            users.pop(user_id, None)
+            continue
+        current = users.get(user_id) or SourceUser(user_id, f"{name}@contoso.com", None, name, True, {})
+        users[user_id] = replace(
+            current,
+            user_principal_name=draw(
+                st.sampled_from([current.user_principal_name, f"{name}@contoso.com", "dup@contoso.com", "x@contoso.com"])
+            ),
+            display_name=draw(st.sampled_from([current.display_name, f"{name} (y)"])),
+            account_enabled=draw(st.sampled_from([current.account_enabled, not current.account_enabled])),
+            attributes={"jobTitle": draw(st.sampled_from([None, "Eng", "Ops"]))},
+            derived={},
+        )
+    assignments = set(snapshot.assignments)
+    for assignment in draw(st.lists(st.sampled_from(sorted(assignments, key=repr)), max_size=2)) if assignments else []:
+        assignments.discard(assignment)
+    principals = [(user_id, "User") for user_id in USER_IDS.values()] + [(g.id, "Group") for g in snapshot.groups]
+    for principal_id, kind in draw(st.lists(st.sampled_from(principals), max_size=2)):
+        assignments.add(Assignment(principal_id, kind, draw(st.sampled_from(ROLE_IDS))))
+    groups = list(snapshot.groups)
+    for index in draw(st.lists(st.integers(0, max(len(groups) - 1, 0)), max_size=2, unique=True)) if groups else []:
+        current_group = groups[index]
+        members = draw(st.none() | st.lists(st.sampled_from(list(USER_IDS.values())), unique=True))
+        groups[index] = SourceGroup(
+            current_group.id,
+            draw(st.sampled_from([current_group.display_name, "Sales", "Ops", "R&D", "Club"])),
+            current_group.member_ids if draw(st.booleans()) else (None if members is None else tuple(members)),
+        )
+    if groups and draw(st.booleans()):
+        groups.pop(draw(st.integers(0, len(groups) - 1)))
+    deleted = snapshot.deleted_user_ids
+    if draw(st.booleans()):
+        deleted = frozenset(draw(st.lists(st.sampled_from(list(USER_IDS.values())), max_size=2)))
+    return replace(
+        snapshot,
+        users=tuple(sorted(users.values(), key=lambda u: u.id)),
+        assignments=tuple(sorted(assignments, key=repr)),
+        groups=tuple(groups),
+        deleted_user_ids=deleted,
+    )
+
+
+def same(focused: Plan, full: Plan) -> None:
+    assert focused.changes == full.changes
+    assert sorted(focused.errors, key=repr) == sorted(full.errors, key=repr)
+    assert sorted(focused.warnings, key=repr) == sorted(full.warnings, key=repr)
+    assert focused.held == full.held
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_a_focused_plan_is_the_full_plan(data: st.DataObject) -> None:
+    before, store = data.draw(worlds())
+    before = replace(before, scope="assigned")
+    store, settled = settle(before, store)
+    if settled.changes:
+        event("the store did not settle")
+        return
+    after = data.draw(changed(before))
+    base = Base(before, settled)
+    focused = focused_diff(base, after, store, Policy())
+    full = diff(after, store)
+    event("planned in full" if focused is None else "focused")
+    if focused is not None:
+        same(focused, full)
+    # the store as the plan leaves it, planned from the same base: what a run that applied it settles on
+    later = applied(store, full, count(5000))
+    again = focused_diff(base, after, later, Policy())
+    if again is not None:
+        same(again, diff(after, later))
+
+
+def test_a_change_to_one_user_plans_only_the_rows_it_concerns() -> None:
+    ann, bob, cy = user("ann"), user("bob"), user("cy")
+    sales = group("Sales", [ann, bob, cy])
+    before = Snapshot(
+        app_roles=ROLES,
+        assignments=(Assignment(sales.id, "Group", MEMBER), Assignment(ann.id, "User", ADMIN)),
+        groups=(sales,),
+        users=(ann, bob, cy),
+    )
+    store, settled = settle(before, state())
+    assert not settled.changes
+    after = replace(before, users=(ann, replace(bob, display_name="Robert", derived={}), cy))
+    focused = focused_diff(Base(before, settled), after, store, Policy())
+    assert focused is not None
+    assert focused == diff(after, store)
+    assert [change.op for change in focused.changes] == ["update_user"]
+
+
+def test_taking_away_an_admin_is_planned_in_full() -> None:
+    ann, bob = user("ann"), user("bob")
+    before = Snapshot(
+        app_roles=ROLES,
+        assignments=(Assignment(ann.id, "User", ADMIN), Assignment(bob.id, "User", VIEWER)),
+        users=(ann, bob),
+    )
+    store, settled = settle(before, state())
+    after = replace(before, assignments=(Assignment(bob.id, "User", VIEWER),))
+    assert focused_diff(Base(before, settled), after, store, Policy()) is None
+    assert diff(after, store).errors[0].code == "LAST_ADMIN"
+
+
+def test_a_group_renamed_into_a_local_teams_name_plans_its_members_and_that_teams() -> None:
+    ann, bob = user("ann"), user("bob")
+    sales = group("Sales", [ann])
+    before = Snapshot(app_roles=ROLES, assignments=(Assignment(sales.id, "Group", MEMBER),), groups=(sales,), users=(ann,))
+    local = stored_user(50, "carol@contoso.com")
+    store, settled = settle(before, state([local], [stored_team(60, "Club", [50])]))
+    renamed = replace(before, groups=(SourceGroup(sales.id, "Club", (ann.id,)),), users=(ann, bob))
+    focused = focused_diff(Base(before, settled), renamed, store, Policy())
+    assert focused is not None
+    same(focused, diff(renamed, store))
+
+
+def test_taking_away_one_of_two_admins_is_focused_and_equal_to_the_full_plan() -> None:
+    ann, bob, cy = user("ann"), user("bob"), user("cy")
+    before = Snapshot(
+        app_roles=ROLES,
+        assignments=(
+            Assignment(ann.id, "User", ADMIN),
+            Assignment(bob.id, "User", ADMIN),
+            Assignment(cy.id, "User", VIEWER),
+        ),
+        users=(ann, bob, cy),
+    )
+    store, settled = settle(before, state())
+    after = replace(before, assignments=before.assignments[1:], users=(bob, cy))
+    focused = focused_diff(Base(before, settled), after, store, Policy())
+    assert focused is not None
+    same(focused, diff(after, store))
+    assert [(change.op, change.email) for change in focused.changes] == [("deactivate_user", "ann@contoso.com")]
