@@ -406,22 +406,22 @@ def user_json(user: SourceUser) -> str:
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
-def user_from_json(user_id: str, text: str) -> SourceUser:
-    values = json.loads(text)
-    return SourceUser(
-        id=user_id,
-        user_principal_name=values.get("userPrincipalName"),
-        mail=values.get("mail"),
-        display_name=values.get("displayName"),
-        account_enabled=values.get("accountEnabled", True),
-        attributes={
-            **{attribute.graph: values.get(attribute.graph) for attribute in USER_ATTRIBUTES},
-            **{name: value for name, value in values.items() if name not in _CORE_JSON},
-        },
-    )
-
-
-_CORE_JSON = frozenset({"userPrincipalName", "mail", "displayName", "accountEnabled"})
+def users_from_json(rows: Iterable[tuple[str, str]]) -> dict[str, SourceUser]:
+    """The users :func:`user_json` wrote, from ``(id, text)`` rows: decoded as one JSON document,
+    not one per user (a store loads a hundred thousand of them)."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    decoded = json.loads("[" + ",".join(text for _, text in rows) + "]")
+    names = tuple(attribute.graph for attribute in USER_ATTRIBUTES)
+    users: dict[str, SourceUser] = {}
+    for (user_id, _), values in zip(rows, decoded, strict=True):
+        upn, mail = values.pop("userPrincipalName", None), values.pop("mail", None)
+        display, enabled = values.pop("displayName", None), values.pop("accountEnabled", True)
+        for name in names:
+            values.setdefault(name, None)
+        users[user_id] = SourceUser(user_id, upn, mail, display, enabled, values)
+    return users
 
 
 def cursor_json(cursor: Cursor) -> str:

@@ -33,7 +33,7 @@ from .mirror import Mirror, MirrorFeed, snapshot_of
 from .model import Managed, Policy, Snapshot, StoreState
 from .outcome import RunResult, report
 from .plan import diff
-from .plan.focus import Base, focused_diff
+from .plan.focus import Base, Focused, focused
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
 from .settled import SETTLED_KEY, Settled, fingerprint, roles_text
@@ -157,7 +157,7 @@ class RunMemory:
                 self.state = state_after(current, planned.plan, applied.user_ids, applied.team_ids)
                 self.managed = Managed.of(self.state)
                 self.state_generation = generations.state
-                rebased = _rebased(planned, self.state)
+                rebased = _rebased(planned, applied)
                 policy = planned.policy
                 self.base = None if rebased is None or policy is None else (rebased, self.state, policy)
             else:
@@ -187,21 +187,18 @@ class Planned:
     settled: Settled | None = None
     """The record whose plan this is, when nothing of the application changed since it (the
     snapshot then holds only the app roles: nothing else was read)."""
-    base: Base | None = None
-    """The settled snapshot the plan was made from what changed since, if it was."""
+    focused: Focused | None = None
+    """How the plan was made from what changed since a settled snapshot, if it was."""
     policy: Policy | None = None
 
 
-def _rebased(planned: Planned, state: StoreState) -> Base | None:
-    """The base a focused plan leaves once applied in full to ``state``: its snapshot, and the plan
-    of that snapshot against the store as it now is, made from the same focus, when that changes
-    nothing (as planning again after an apply does)."""
-    if planned.base is None or planned.policy is None or not planned.plan.changes:
+def _rebased(planned: Planned, applied: ApplyResult) -> Base | None:
+    """The base a focused plan leaves once applied in full: its snapshot, and the plan of that
+    snapshot against the store as it now is (:meth:`~syncd.plan.focus.Focused.settled`)."""
+    if planned.focused is None or applied.failed or not planned.plan.changes:
         return None
-    again = focused_diff(planned.base, planned.snapshot, state, planned.policy)
-    if again is None or again.changes:
-        return None
-    return Base(planned.snapshot, again, planned.asked)
+    again = planned.focused.settled(applied.user_ids, applied.team_ids)
+    return None if again is None else Base(planned.snapshot, again, planned.asked)
 
 
 def _source(
@@ -262,13 +259,11 @@ def make_plan(
     policy = _policy(config, options)
     asked: frozenset[str] = getattr(source, "asked", frozenset())
     plan = memory.plan_for(snapshot, state, policy) if memory is not None else None
-    base = None
+    made = None
     if plan is None:
         base = memory.base_for(state, policy) if memory is not None else _settled_base(settled, mirror)
-        plan = focused_diff(base, snapshot, state, policy) if base is not None else None
-        if plan is None:
-            base = None
-            plan = diff(snapshot, state, policy)
+        made = focused(base, snapshot, state, policy) if base is not None else None
+        plan = made.plan if made is not None else diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
     if memory is not None and not plan.changes and plan.complete and not plan.held:
@@ -281,7 +276,7 @@ def make_plan(
         safety.Bases.of(state),
         state,
         asked=asked,
-        base=base,
+        focused=made,
         policy=policy,
     )
 
@@ -339,9 +334,7 @@ def _settled_record(planned: Planned, applied: ApplyResult, fingerprint_: str) -
     if not plan.complete or planned.feed is None or applied.failed or applied.generations is None:
         return None
     if plan.changes:
-        if planned.state is None:
-            return None
-        rebased = _rebased(planned, state_after(planned.state, plan, applied.user_ids, applied.team_ids))
+        rebased = _rebased(planned, applied)
         if rebased is None:
             return None
         plan = rebased.plan

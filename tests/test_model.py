@@ -61,3 +61,19 @@ def test_email_attribute_mail():
     person = SourceUser("x", user_principal_name="a@contoso.com", mail="A.Person@Fabrikam.com")
     assert user_email(person, "mail") == "a.person@fabrikam.com"
     assert user_email(SourceUser("x", user_principal_name="a@contoso.com"), "mail") is None
+
+
+def test_users_stored_as_json_load_back_equal_all_at_once() -> None:
+    from syncd.mirror import user_json, users_from_json
+    from syncd.model import USER_ATTRIBUTES, SourceUser
+
+    registry = {attribute.graph: None for attribute in USER_ATTRIBUTES}
+    users = [
+        SourceUser("u1", "ann@contoso.com", None, "Ann \u2028 \"Lee\"", True, {**registry, "jobTitle": "Eng"}),
+        SourceUser("u2", None, "bob@contoso.com", None, False, {**registry, "department": "Sales, \u00e9"}),
+        SourceUser("u3", "cy@contoso.com", None, "Cy", None, registry),
+    ]
+    loaded = users_from_json((user.id, user_json(user)) for user in users)
+    assert list(loaded) == ["u1", "u2", "u3"]
+    assert list(loaded.values()) == users
+    assert users_from_json([]) == {}

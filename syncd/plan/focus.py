@@ -30,8 +30,10 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from ..after import state_after
 from ..changes import DeactivateUser, Plan, UpdateUser
 from ..model import Policy, Snapshot, SourceGroup, StoreState, StoreTeam, StoreUser, user_email
 
@@ -60,10 +62,35 @@ class Focus:
     the members of the teams of groups planned whole)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Focused:
+    """A plan made from a focus, with the restricted snapshot and store it was made from."""
+
+    plan: Plan
+    snapshot: Snapshot
+    state: StoreState
+    policy: Policy
+
+    def settled(self, user_ids: Mapping[str, int], team_ids: Mapping[str, int]) -> Plan | None:
+        """The plan of the same snapshot once this plan is applied in full (``user_ids`` and
+        ``team_ids``: the local ids of the users and teams it created), when it changes nothing, as
+        planning again after an apply does; None otherwise.  Only the focus changed, so planning
+        the focus again is planning everything again."""
+        from . import diff
+
+        again = diff(self.snapshot, state_after(self.state, self.plan, user_ids, team_ids), self.policy)
+        return None if again.changes or again.held else again
+
+
 def focused_diff(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) -> Plan | None:
     """``diff(snapshot, state, policy)`` made from what changed since ``base``; None when it cannot
-    be (the caller then plans in full).  ``state`` must be the store ``base.plan`` was made against,
-    or one that differs from it only in rows of users this focus holds."""
+    be (the caller then plans in full).  ``state`` must be the store ``base.plan`` was made against."""
+    made = focused(base, snapshot, state, policy)
+    return None if made is None else made.plan
+
+
+def focused(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) -> Focused | None:
+    """:func:`focused_diff`, with what it was made from."""
     from . import diff
 
     if not _usable(base, snapshot):
@@ -72,12 +99,13 @@ def focused_diff(base: Base, snapshot: Snapshot, state: StoreState, policy: Poli
     if focus is None:
         return None
     anchor = _anchor(state, focus)
-    part = diff(*restrict(snapshot, state, focus, anchor), policy)
+    part_snapshot, part_state = restrict(snapshot, state, focus, anchor)
+    part = diff(part_snapshot, part_state, policy)
     if part.held or any(problem.code in ADMIN_PROBLEMS for problem in part.errors + part.warnings):
         return None
     if anchor is None and _takes_an_admin(part, state, focus):
         return None
-    return part
+    return Focused(part, part_snapshot, part_state, policy)
 
 
 def _usable(base: Base, snapshot: Snapshot) -> bool:

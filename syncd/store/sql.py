@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 
-from ..mirror import Mirror, MirrorAssignment, MirrorGroup, app_roles_from_json, cursor_from_json, user_from_json
-from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
+from ..mirror import Mirror, MirrorAssignment, MirrorGroup, app_roles_from_json, cursor_from_json, users_from_json
+from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
@@ -261,7 +261,7 @@ class SqlStore:
             cursor = cursor_from_json(values[CURSOR_KEY]) if values.get(CURSOR_KEY) else None
             if cursor is None:
                 return None
-            visible: dict[str, SourceUser] = {}
+            shown: list[tuple[str, str]] = []
             hidden: set[str] = set()
             rows = select(mirror_users.c.id, mirror_users.c.properties, mirror_users.c.hidden)
             for user_id, properties, is_hidden in connection.execute(
@@ -270,7 +270,8 @@ class SqlStore:
                 if is_hidden:
                     hidden.add(user_id)
                 else:
-                    visible[user_id] = user_from_json(user_id, properties)
+                    shown.append((user_id, properties))
+            visible = users_from_json(shown)
             groups = {
                 group_id: MirrorGroup(group_id, name, frozenset(json.loads(members)))
                 for group_id, name, members in connection.execute(
