@@ -15,7 +15,7 @@ ALLOWED = {
     "changes": {"model"},
     "evidence": {"model", "scope_rules"},
     "roles": {"model"},
-    "plan": {"model", "changes", "roles", "evidence", "plan", "scope_rules"},
+    "plan": {"model", "changes", "roles", "evidence", "plan", "scope_rules", "after"},
     "render": {"model", "changes"},
     "safety": {"model", "changes"},
 }
