@@ -450,6 +450,66 @@ def test_a_change_to_the_application_makes_a_run_of_its_own(settled: World, chan
     converges_with_a_full_read(settled)
 
 
+@pytest.fixture
+def full_plans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many users each plan made in full (not from a focus) was made for."""
+    import syncd.reconcile
+    from syncd.plan import diff
+
+    made: list[int] = []
+
+    def counted(snapshot: Any, state: Any, policy: Any = None) -> Any:
+        made.append(len(snapshot.users))
+        return diff(snapshot, state, policy)
+
+    monkeypatch.setattr(syncd.reconcile, "diff", counted)
+    return made
+
+
+@pytest.mark.parametrize("change", ["rename a user", "unassign a user", "rename a group", "move a member"])
+def test_a_small_change_to_a_settled_store_is_planned_from_what_it_concerns(
+    settled: World, full_plans: list[int], change: str
+) -> None:
+    tenant = settled.tenant
+    assigned = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User"]
+    groups = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group"]
+    if change == "rename a user":
+        tenant.update_user(assigned[0], displayName="Someone Else")
+    elif change == "unassign a user":
+        tenant.unassign(assigned[0])
+    elif change == "rename a group":
+        tenant.rename_group(groups[0], "Renamed Group")
+    else:
+        target = set(tenant.member_ids(groups[1]))
+        member = next(
+            m
+            for m in tenant.member_ids(groups[0])
+            if m in tenant.users and m not in target and tenant.users[m].props.get("accountEnabled")
+        )
+        tenant.remove_member(groups[0], member)
+        tenant.add_member(groups[1], member)
+    result = settled.sync()
+    assert result.status == RunStatus.SUCCESS and result.applied > 0
+    assert full_plans == [], "planned from the focus, not in full"
+    watched = Watched(settled.store)
+    again = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+    assert again.applied == 0 and watched.loads == {"outline": 1}, "the focused run left the store settled"
+    converges_with_a_full_read(settled)
+
+
+def test_a_daemon_plans_its_cycles_from_what_changed(synced: World, full_plans: list[int]) -> None:
+    memory = RunMemory()
+    first = run_once(synced.config, RunOptions(memory=memory), store=synced.store)
+    assert first.applied == 0 and len(full_plans) == 1
+    user = next(a["principalId"] for a in synced.tenant.list_assignments() if a["principalType"] == "User")
+    for name in ("Someone Else", "Someone Else Again"):
+        synced.tenant.update_user(user, displayName=name)
+        cycle = run_once(synced.config, RunOptions(memory=memory), store=synced.store)
+        assert cycle.applied == 1
+    assert len(full_plans) == 1, "each cycle after the first planned only the renamed user"
+    converges_with_a_full_read(synced)
+
+
 def test_a_local_change_or_another_configuration_makes_a_run_of_its_own(settled: World) -> None:
     settled.store.local.create_user("local@contoso.com", "Local Person")
     watched = Watched(settled.store)
