@@ -24,7 +24,7 @@ Pure: imports only :mod:`syncd.model`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -204,9 +204,12 @@ def add_groups(mirror: Mirror, read: Iterable[MirrorGroup]) -> Mirror:
     return replace(mirror, groups=groups)
 
 
-def fold_users(mirror: Mirror, round_: DeltaRound, read: Iterable[SourceUser] = ()) -> tuple[Mirror, tuple[str, ...]]:
+def fold_users(
+    mirror: Mirror, round_: DeltaRound, read: Iterable[SourceUser] = (), among: Collection[str] | None = None
+) -> tuple[Mirror, tuple[str, ...]]:
     """The mirror with the round's user changes and the users ``read`` by id, limited to the users
-    in scope; and the users in scope it still knows nothing about (to read by id)."""
+    in scope; and the users in scope it still knows nothing about (to read by id), of those
+    ``among`` when the mirror holds only some of its users (every other one is as stored)."""
     users = dict(mirror.users)
     hidden = set(mirror.hidden)
     scope = mirror.scope_user_ids()
@@ -226,8 +229,39 @@ def fold_users(mirror: Mirror, round_: DeltaRound, read: Iterable[SourceUser] = 
         hidden.discard(user.id)
     hidden &= scope
     users = {user_id: user for user_id, user in users.items() if user_id in scope}
-    missing = tuple(sorted(scope - users.keys() - hidden))
+    unknown = scope - users.keys() - hidden
+    missing = tuple(sorted(unknown if among is None else unknown.intersection(among)))
     return replace(mirror, users=users, hidden=frozenset(hidden)), missing
+
+
+def concerned(before: Mirror, after: Mirror, round_: DeltaRound, groups: Collection[str] = ()) -> set[str]:
+    """The users a round concerns, from two outlines of the mirror (its users' properties need not
+    be there) and the round: every user the round describes, every user who entered or left scope,
+    whose direct assignment changed, or who joined or left an assigned group, and every member of
+    a group that was assigned, unassigned, renamed or deleted (or is among ``groups``)."""
+    users = {item.id for item in round_.users}
+    users |= before.scope_user_ids() ^ after.scope_user_ids()
+    whole = set(groups)
+    for key in before.assignments.keys() | after.assignments.keys():
+        old, new = before.assignments.get(key), after.assignments.get(key)
+        if old == new:
+            continue
+        for item in (old, new):
+            if item is not None:
+                (users if item.principal_type == "User" else whole).add(item.principal_id)
+    for group_id in before.groups.keys() | after.groups.keys():
+        old_group, new_group = before.groups.get(group_id), after.groups.get(group_id)
+        if old_group == new_group:
+            continue
+        if old_group is None or new_group is None or old_group.display_name != new_group.display_name:
+            whole.add(group_id)
+        else:
+            users |= old_group.member_ids ^ new_group.member_ids
+    for group_id in whole:
+        for group in (before.groups.get(group_id), after.groups.get(group_id)):
+            if group is not None:
+                users |= group.member_ids
+    return users
 
 
 def drop_purged(mirror: Mirror, round_: DeltaRound) -> Mirror:

@@ -16,7 +16,8 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -42,7 +43,7 @@ from .source import Source, source_for
 if TYPE_CHECKING:
     from .apply import ApplyResult
     from .graph.client import GraphStats
-    from .graph.incremental import PreRead
+    from .graph.incremental import PreRead, Wanted
     from .saved_plan import SavedPlan
     from .store import Generations, Store
 
@@ -207,6 +208,7 @@ def _source(
     stats: GraphStats | None,
     mirror: Mirror | None,
     preread: PreRead | None = None,
+    wanted: Wanted | None = None,
 ) -> Source:
     return source_for(
         config,
@@ -219,6 +221,7 @@ def _source(
         mirror=mirror,
         full=options.full,
         preread=preread,
+        wanted=wanted,
     )
 
 
@@ -229,18 +232,28 @@ def load_snapshot(
     return _source(config, options, stats, None).read(managed if managed is not None else Managed())
 
 
+@dataclass(frozen=True, slots=True)
+class Settling:
+    """What a run that found the store settled learned before it planned (:func:`settled_plan`)."""
+
+    record: Settled
+    outline: Mirror
+    """The stored mirror without its users' properties."""
+    preread: PreRead | None
+    """The delta round read to find out whether anything changed (None: it could not be read)."""
+
+
 def make_plan(
     config: Config,
     options: RunOptions,
     store: Store,
     stats: GraphStats | None = None,
-    preread: PreRead | None = None,
-    settled: Settled | None = None,
+    settling: Settling | None = None,
 ) -> Planned:
     """Source -> plan: the snapshot, read with what the store manages (and its mirror of Graph,
-    when the run reads the whole application), and the one plan made from it.  ``preread`` is a
-    delta round read already from the mirror's links (:func:`settled_plan`); ``settled`` the
-    store's settled record, whose snapshot the plan is then made from what changed since."""
+    when the run reads the whole application), and the one plan made from it.  With ``settling``
+    (the store is settled, but the application changed), the plan is made from what changed since
+    the settled snapshot, reading only the users it concerns (:func:`_plan_from_outline`)."""
     from .graph.incremental import tracks
 
     memory = options.memory
@@ -253,7 +266,12 @@ def make_plan(
     else:
         state = store.load_state()
         managed = Managed.of(state)
+        if continues and settling is not None:
+            planned = _plan_from_outline(config, options, store, stats, settling, state, managed)
+            if planned is not None:
+                return planned
         mirror = store.load_mirror() if continues else None
+    preread = settling.preread if settling is not None else None
     source = _source(config, options, stats, mirror, preread)
     snapshot = source.read(managed)
     policy = _policy(config, options)
@@ -261,6 +279,7 @@ def make_plan(
     plan = memory.plan_for(snapshot, state, policy) if memory is not None else None
     made = None
     if plan is None:
+        settled = settling.record if settling is not None else None
         base = memory.base_for(state, policy) if memory is not None else _settled_base(settled, mirror)
         made = focused(base, snapshot, state, policy) if base is not None else None
         plan = made.plan if made is not None else diff(snapshot, state, policy)
@@ -281,6 +300,66 @@ def make_plan(
     )
 
 
+def _plan_from_outline(
+    config: Config,
+    options: RunOptions,
+    store: Store,
+    stats: GraphStats | None,
+    settling: Settling,
+    state: StoreState,
+    managed: Managed,
+) -> Planned | None:
+    """The plan of a settled store whose application changed, read over the mirror's outline: only
+    the users the round concerns (and those the settled plan reported problems about) are read from
+    the stored mirror, and the plan is made from them (:func:`~syncd.plan.focus.focused`).  None when
+    it cannot be made so: the run then reads and plans as any other."""
+    from .graph.incremental import Wanted
+
+    record, policy = settling.record, _policy(config, options)
+    problems = (*record.plan.errors, *record.plan.warnings)
+    wanted = Wanted(
+        load=store.mirror_users,
+        related=_email_relations(state),
+        users=record.watched | {problem.entra_id for problem in problems if problem.kind == "user"},
+        groups=frozenset(problem.entra_id for problem in problems if problem.kind == "group"),
+        email_attribute=config.sync.email_attribute,
+    )
+    source = _source(config, options, stats, settling.outline, settling.preread, wanted)
+    snapshot = source.read(managed)
+    asked: frozenset[str] = getattr(source, "asked", frozenset())
+    before: Mirror | None = getattr(source, "mirror_before", None)
+    if getattr(source, "loaded", None) is None or before is None:
+        # Graph asked for a full read (an expired link): the snapshot is whole, planned in full
+        plan = diff(snapshot, state, policy)
+        made = None
+    else:
+        base = _settled_base(record, before)
+        made = focused(base, snapshot, state, policy) if base is not None else None
+        if made is None:
+            return None
+        plan = made.plan
+    feed, after = source.feed, getattr(source, "mirror_after", None)
+    return Planned(
+        snapshot, plan, feed, after, safety.Bases.of(state), state, asked=asked, focused=made, policy=policy
+    )
+
+
+def _email_relations(state: StoreState) -> Callable[[Collection[str], Collection[str]], set[str]]:
+    """For a read over the outline: given users and emails, the users whose rows hold those emails
+    or those users' emails (who a focused plan must also look at)."""
+    by_entra = {user.entra_id: user for user in state.users if user.entra_id}
+    by_email: dict[str, list[str]] = defaultdict(list)
+    for user in state.users:
+        if user.entra_id:
+            by_email[user.email].append(user.entra_id)
+
+    def related(user_ids: Collection[str], emails: Collection[str]) -> set[str]:
+        wanted = set(emails) | {by_entra[user_id].email for user_id in user_ids if user_id in by_entra}
+        return {holder for email in wanted for holder in by_email.get(email, ())}
+
+    return related
+
+
 def _settled_base(settled: Settled | None, mirror: Mirror | None) -> Base | None:
     """The snapshot the settled record's plan was made from: the stored mirror's, its users looked
     up besides (``watched``) always planned again."""
@@ -295,35 +374,35 @@ def _policy(config: Config, options: RunOptions) -> Policy:
 
 def settled_plan(
     config: Config, options: RunOptions, store: Store, stats: GraphStats | None = None
-) -> tuple[Planned | None, PreRead | None, Settled | None]:
+) -> tuple[Planned | None, Settling | None]:
     """The last settled plan, when the store and the application are as it found them
-    (:mod:`syncd.settled`); else no plan (the run must read and plan for itself), the delta round
-    read to find that out, if any, for the run to fold, and the settled record it may plan from."""
+    (:mod:`syncd.settled`); else no plan (the run must read and plan for itself) and, when the store
+    is settled, what the run may plan from (the record, the mirror's outline, the round read)."""
     from .graph.incremental import quiet_round, tracks
     from .graph.source import ApplicationSource
 
     if options.snapshot_path or options.user or options.group or options.full or not tracks(config.sync):
-        return None, None, None
+        return None, None
     record = Settled.from_json(store.get_state(SETTLED_KEY))
     if record is None or record.generations != store.generations():
-        return None, None, None
+        return None, None
     if record.fingerprint != fingerprint(config, _policy(config, options)):
-        return None, None, None
+        return None, None
     outline = store.load_mirror(users=False)
     if outline is None or ApplicationSource(config, mirror=outline).full_read_reason() is not None:
-        return None, None, None
+        return None, None
     quiet = quiet_round(config.graph, outline, record.watched, stats=stats, cancel=options.cancel)
     read = quiet.read
     if read is None:
-        return None, None, record
+        return None, Settling(record, outline, None)
     app_roles = read.service_principal.app_roles
     if quiet.touched or roles_text(app_roles) != record.app_roles:
-        return None, read, record
+        return None, Settling(record, outline, read)
     cursor = read.after
     log.info("nothing of the application changed since the last complete run: its plan stands (no changes)")
     feed = MirrorFeed(cursor, hidden=outline.hidden, app_roles=app_roles, incremental=True)
     snapshot = Snapshot(scope="assigned", app_roles=app_roles)  # tracks(): the assigned scope
-    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None, record
+    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None
 
 
 def _settled_record(planned: Planned, applied: ApplyResult, fingerprint_: str) -> str | None:
@@ -535,10 +614,8 @@ def _sync(config: Config, options: RunOptions, store: Store, stats: GraphStats) 
         with recorded(store, options.trigger, options.watch) as journal:
             return _paused(journal, "provisioning is paused (`syncd resume` turns it back on); nothing was changed")
     with recorded(store, options.trigger, options.watch, lambda: stats.requests) as journal:
-        planned, preread, record = (
-            (None, None, None) if options.memory is not None else settled_plan(config, options, store, stats)
-        )
-        planned = planned or make_plan(config, options, store, stats, preread, record)
+        planned, settling = (None, None) if options.memory is not None else settled_plan(config, options, store, stats)
+        planned = planned or make_plan(config, options, store, stats, settling)
         snapshot, plan = planned.snapshot, planned.plan
         journal.plan = plan
         for failure in snapshot.failures:

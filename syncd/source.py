@@ -23,7 +23,7 @@ from .model import Managed, Snapshot
 
 if TYPE_CHECKING:
     from .graph.client import GraphStats
-    from .graph.incremental import PreRead
+    from .graph.incremental import PreRead, Wanted
 
 Progress = Callable[[str, int, int], None]
 
@@ -57,6 +57,7 @@ def source_for(
     mirror: Mirror | None = None,
     full: bool = False,
     preread: PreRead | None = None,
+    wanted: Wanted | None = None,
 ) -> Source:
     """The source of a run: a snapshot file, one user or group on demand, or the whole application."""
     if snapshot_path:
@@ -69,5 +70,5 @@ def source_for(
     if user or group:
         return PrincipalSource(config, user=user, group=group, stats=stats, cancel=cancel)
     return ApplicationSource(
-        config, progress=progress, stats=stats, cancel=cancel, mirror=mirror, full=full, preread=preread
+        config, progress=progress, stats=stats, cancel=cancel, mirror=mirror, full=full, preread=preread, wanted=wanted
     )

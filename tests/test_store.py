@@ -370,6 +370,9 @@ class TestMirrorContract:
         assert store.load_mirror().hidden == {BOB}
         outline = store.load_mirror(users=False)
         assert outline == replace(apply_feed(expected, changes), users={}), "everything but the users' properties"
+        # the users a run needs, read by id: the hidden and the unknown are not among them
+        assert store.mirror_users([ANN, BOB, "nobody"]) == {ANN: apply_feed(expected, changes).users[ANN]}
+        assert store.mirror_users([]) == {}
         reads = store.reports.reads()
         assert reads["mode"] == "incremental (assignments listed)" and reads["last_incremental_at"] is not None
 

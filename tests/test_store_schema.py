@@ -122,3 +122,25 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+
+
+def test_the_revisions_read_from_the_scripts_are_alembics(store):
+    from alembic.script import ScriptDirectory
+
+    from syncd.store import migrate
+
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == scripts.get_current_head()
+    assert migrate.known_revisions() == {script.revision for script in scripts.walk_revisions()}
+    store.ensure_schema()
+    with store.engine.connect() as connection:
+        assert migrate.current_revision(connection) == MigrationContext.configure(connection).get_current_revision()
+
+
+def test_a_database_that_records_two_revisions_is_refused(store):
+    store.ensure_schema()
+    with store.engine.begin() as connection:
+        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+    with pytest.raises(StoreError) as error:
+        store.ensure_schema()
+    assert error.value.code == "STORE_SCHEMA" and "2 schema revisions" in str(error.value)

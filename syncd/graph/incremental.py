@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -34,6 +35,7 @@ from ..mirror import (
     MirrorAssignment,
     MirrorGroup,
     add_groups,
+    concerned,
     drop_purged,
     fold_assignments_and_groups,
     fold_users,
@@ -42,7 +44,7 @@ from ..mirror import (
     touches,
     with_cursor,
 )
-from ..model import AppRole, Snapshot
+from ..model import AppRole, Snapshot, SourceUser, user_email
 from .classify import is_fatal
 from .client import GraphClient, GraphStats, gather_all
 from .decode import BadResponse, ServicePrincipalInfo
@@ -79,6 +81,26 @@ class Reading:
     snapshot: Snapshot
     mirror: Mirror | None
     incremental: bool
+    loaded: frozenset[str] | None = None
+    """A read over a mirror's outline (:func:`partial_delta_read_async`): the only users whose
+    objects ``snapshot`` and ``mirror`` hold.  None: they hold every user in scope."""
+    before: Mirror | None = None
+    """With ``loaded``: the stored mirror, with those users, that the round was folded into."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a read over a mirror's outline asks of the store (:func:`partial_delta_read_async`)."""
+
+    load: Callable[[Collection[str]], Mapping[str, SourceUser]]
+    """The stored mirror's users among these ids."""
+    related: Callable[[Collection[str], Collection[str]], set[str]]
+    """Given users and emails: the users whose rows hold those emails or those users' emails."""
+    users: frozenset[str] = frozenset()
+    """Users to read whatever the round says (those the last plan reported a problem about)."""
+    groups: frozenset[str] = frozenset()
+    """Groups whose members to read whatever the round says."""
+    email_attribute: str = "userPrincipalName"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +142,14 @@ async def read_async(
     *,
     progress: Progress | None,
     preread: PreRead | None = None,
+    wanted: Wanted | None = None,
 ) -> Reading:
-    """A delta round over ``mirror`` when there is one to continue, else (or when Graph no longer
-    honours its links) a full read."""
+    """A delta round over ``mirror`` when there is one to continue (over its outline, given what is
+    ``wanted`` of the store), else (or when Graph no longer honours its links) a full read."""
     if mirror is not None and mirror.cursor is not None and tracks(sync):
         try:
+            if wanted is not None:
+                return await partial_delta_read_async(client, graph, mirror, wanted, preread)
             return await delta_read_async(client, graph, mirror, preread)
         except DeltaExpired as error:
             log.warning("%s; reading the application in full", error.message)
@@ -140,12 +165,13 @@ def read_whole_application(
     stats: GraphStats | None = None,
     cancel: threading.Event | None = None,
     preread: PreRead | None = None,
+    wanted: Wanted | None = None,
 ) -> Reading:
     """The application now: a delta round over ``mirror`` or a full read (:func:`read_async`)."""
     reading: Reading = run_with_client(
         graph,
         stats,
-        lambda client: read_async(client, graph, sync, mirror, progress=progress, preread=preread),
+        lambda client: read_async(client, graph, sync, mirror, progress=progress, preread=preread, wanted=wanted),
         cancel,
     )
     return reading
@@ -198,26 +224,81 @@ async def delta_read_async(
 ) -> Reading:
     """The application now, from ``mirror`` and one delta round (see the module docstring); the
     round is ``preread`` when that was read from the mirror's links."""
+    read = await _round(client, graph, mirror, preread)
+    if isinstance(read, Reading):
+        return read
+    found, service_principal, round_, new_cursor = read
+    folded = await _fold_groups(client, mirror, round_, found)
+    folded, missing = fold_users(folded, round_, found.users.values())
+    folded = await _read_missing(client, folded, missing, found)
+    snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
+    if not snapshot.complete:
+        return Reading(snapshot, None, incremental=True)
+    return Reading(snapshot, with_cursor(folded, new_cursor, service_principal.app_roles), incremental=True)
+
+
+async def partial_delta_read_async(
+    client: GraphClient, graph: GraphConfig, outline: Mirror, wanted: Wanted, preread: PreRead | None = None
+) -> Reading:
+    """:func:`delta_read_async` over the mirror's outline (its users' properties left out): only the
+    users the round concerns are read from the store (:func:`~syncd.mirror.concerned`, with
+    ``wanted.users`` and the members of ``wanted.groups``), then, until no more join, the users
+    whose rows hold an email one of them claims or holds.  The snapshot and the mirror hold those
+    users only (:attr:`Reading.loaded`); every other user in scope is as the stored mirror has it."""
+    read = await _round(client, graph, outline, preread)
+    if isinstance(read, Reading):
+        return read
+    found, service_principal, round_, new_cursor = read
+    folded = await _fold_groups(client, outline, round_, found)
+    loaded = concerned(outline, folded, round_, wanted.groups) | wanted.users
+    stored = dict(wanted.load(loaded & outline.scope_user_ids()))
+    before = replace(outline, users=stored)
+    folded, missing = fold_users(replace(folded, users=stored), round_, found.users.values(), among=loaded)
+    folded = await _read_missing(client, folded, missing, found)
+    while True:  # the users whose rows hold the emails these users claim or hold
+        claimed = {email for user in folded.users.values() if (email := user_email(user, wanted.email_attribute))}
+        more = wanted.related(loaded, claimed) - loaded
+        if not more:
+            break
+        loaded |= more
+        extra = wanted.load(more & before.scope_user_ids())
+        before = replace(before, users={**before.users, **extra})
+        scope = folded.scope_user_ids()
+        folded = replace(folded, users={**folded.users, **{k: v for k, v in extra.items() if k in scope}})
+    snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
+    kept = frozenset(loaded)
+    if not snapshot.complete:
+        return Reading(snapshot, None, incremental=True, loaded=kept, before=before)
+    after = with_cursor(folded, new_cursor, service_principal.app_roles)
+    return Reading(snapshot, after, incremental=True, loaded=kept, before=before)
+
+
+async def _round(
+    client: GraphClient, graph: GraphConfig, mirror: Mirror, preread: PreRead | None
+) -> tuple[Collected, ServicePrincipalInfo, DeltaRound, Cursor] | Reading:
+    """The round over ``mirror``'s links (``preread`` when it was read from them already), or the
+    incomplete reading a failure leaves."""
     assert mirror.cursor is not None
     cursor = mirror.cursor
     if preread is not None and preread.links == cursor:
-        found, service_principal = preread.found, preread.service_principal
-        round_, new_cursor = preread.round_, preread.after
-    else:
-        found = Collected()
-        application = await read_application(client, graph, found)
-        if application is None:
-            return Reading(_unread(mirror, (), found), None, incremental=True)
-        service_principal = application
-        try:
-            round_, new_cursor = await _read_round(client, cursor, service_principal.id, found)
-        except DeltaExpired:
-            raise
-        except (GraphError, BadResponse) as error:
-            failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
-            found.fail(failure, "delta")
-            return Reading(_unread(mirror, service_principal.app_roles, found), None, incremental=True)
+        return preread.found, preread.service_principal, preread.round_, preread.after
+    found = Collected()
+    application = await read_application(client, graph, found)
+    if application is None:
+        return Reading(_unread(mirror, (), found), None, incremental=True)
+    try:
+        round_, new_cursor = await _read_round(client, cursor, application.id, found)
+    except DeltaExpired:
+        raise
+    except (GraphError, BadResponse) as error:
+        failure = error if isinstance(error, GraphError) else GraphError(str(error), code="GRAPH_BAD_RESPONSE")
+        found.fail(failure, "delta")
+        return Reading(_unread(mirror, application.app_roles, found), None, incremental=True)
+    return found, application, round_, new_cursor
 
+
+async def _fold_groups(client: GraphClient, mirror: Mirror, round_: DeltaRound, found: Collected) -> Mirror:
+    """The round's assignments and groups folded in, and the groups newly assigned read whole."""
     folded, new_group_ids = fold_assignments_and_groups(mirror, round_)
     folded = drop_purged(folded, round_)
     if new_group_ids:
@@ -231,16 +312,18 @@ async def delta_read_async(
             if group_id in names and member_ids is not None
         ]
         folded = add_groups(folded, read_groups)
-    folded, missing = fold_users(folded, round_, found.users.values())
-    if missing:
-        read = Collected()
-        await read_users(client, missing, read, assigned=True)
-        found.failures.extend(read.failures)
-        folded, _ = fold_users(folded, DeltaRound(), read.users.values())
-    snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
-    if not snapshot.complete:
-        return Reading(snapshot, None, incremental=True)
-    return Reading(snapshot, with_cursor(folded, new_cursor, service_principal.app_roles), incremental=True)
+    return folded
+
+
+async def _read_missing(client: GraphClient, folded: Mirror, missing: tuple[str, ...], found: Collected) -> Mirror:
+    """The users newly in scope that the round did not describe, read by id."""
+    if not missing:
+        return folded
+    read = Collected()
+    await read_users(client, missing, read, assigned=True)
+    found.failures.extend(read.failures)
+    folded, _ = fold_users(folded, DeltaRound(), read.users.values())
+    return folded
 
 
 async def quiet_round_async(client: GraphClient, graph: GraphConfig, outline: Mirror, watched: frozenset[str]) -> Quiet:

@@ -47,6 +47,7 @@ class ApplicationSource:
         full: bool = False,
         now: datetime | None = None,
         preread: incremental.PreRead | None = None,
+        wanted: incremental.Wanted | None = None,
     ) -> None:
         self.config = config
         self.progress = progress
@@ -57,6 +58,13 @@ class ApplicationSource:
         self.now = now
         self.preread = preread
         """A delta round read already from the mirror's links, folded instead of read again."""
+        self.wanted = wanted
+        """Given, ``mirror`` is the stored mirror's outline, and the round is read over it
+        (:func:`~syncd.graph.incremental.partial_delta_read_async`)."""
+        self.loaded: frozenset[str] | None = None
+        """After a read over the outline: the only users the snapshot holds (see ``wanted``)."""
+        self.mirror_before: Mirror | None = None
+        """After a read over the outline: the stored mirror with those users."""
         self.feed: MirrorFeed | None = None
         self.mirror_after: Mirror | None = None
         """The mirror as :attr:`feed` leaves it."""
@@ -93,12 +101,19 @@ class ApplicationSource:
             stats=self.stats,
             cancel=self.cancel,
             preread=self.preread,
+            wanted=self.wanted if reason is None else None,
         )
         snapshot = reading.snapshot
         self.incremental = reading.incremental
+        self.loaded, self.mirror_before = reading.loaded, reading.before
+        before = reading.before if reading.loaded is not None else self.mirror
         if reading.mirror is not None:
-            self.feed = feed_between(self.mirror or Mirror(), reading.mirror, incremental=reading.incremental)
+            self.feed = feed_between(before or Mirror(), reading.mirror, incremental=reading.incremental)
             self.mirror_after = reading.mirror
+        if reading.loaded is not None:
+            # the snapshot holds these users only: the rest are in scope, as the store has them
+            loaded = reading.loaded
+            managed = replace(managed, users={key: value for key, value in managed.users.items() if key in loaded})
         unexplained = users_to_ask_about(snapshot, managed, self.config.sync.email_attribute)
         self.asked = frozenset(unexplained)
         return self.explain(snapshot, unexplained) if unexplained else snapshot

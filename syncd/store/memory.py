@@ -33,7 +33,7 @@ from ..changes import (
 )
 from ..errors import InputError, StoreError
 from ..mirror import Mirror, MirrorFeed, apply_feed, cursor_json
-from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
+from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
 from ..runs import RunStatus
 from . import lock as locks
 from .protocol import (
@@ -305,6 +305,12 @@ class MemoryStore:
     def load_mirror(self, *, users: bool = True) -> Mirror | None:
         mirror = self._read().mirror
         return mirror if users or mirror is None else replace(mirror, users={})
+
+    def mirror_users(self, user_ids: Collection[str]) -> dict[str, SourceUser]:
+        mirror = self._read().mirror
+        if mirror is None:
+            return {}
+        return {user_id: mirror.users[user_id] for user_id in user_ids if user_id in mirror.users}
 
     def generations(self) -> Generations:
         values = self._read().values

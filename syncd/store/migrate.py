@@ -7,11 +7,12 @@ this module and hands it the connection to migrate.
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from ..errors import StoreError
 from .schema import metadata
@@ -19,8 +20,11 @@ from .schema import metadata
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# Alembic is imported where it is used: a run that finds its schema current never needs it, and
-# importing it (with Mako) costs a run about 70 ms.
+# Alembic is imported where it is used: a run that finds its schema current never needs it (its
+# revision is read from Alembic's table, the newest one from the scripts' text), and importing it
+# (with Mako) costs a run about 70 ms.
+
+VERSION_TABLE = "alembic_version"
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_LOCATIONS: list[Path] = [MIGRATIONS / "versions"]
@@ -40,29 +44,51 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+_REVISION = re.compile(r"""^revision\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"""^down_revision\s*=\s*(?:None|["']([^"']+)["'])""", re.MULTILINE)
+
+
+@cache
+def _revisions() -> dict[str, str | None]:
+    """Revision -> the revision it follows, read from the scripts' ``revision`` and
+    ``down_revision`` lines (a test holds this to what Alembic reads from them)."""
+    found: dict[str, str | None] = {}
+    for folder in VERSION_LOCATIONS:
+        for script in sorted(folder.glob("*.py")):
+            text = script.read_text(encoding="utf-8")
+            revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+            if revision is not None and down is not None:
+                found[revision.group(1)] = down.group(1)
+    return found
+
+
 @cache
 def head_revision() -> str:
-    """The newest revision this syncd knows."""
-    from alembic.script import ScriptDirectory
+    """The newest revision this syncd knows: the one no other follows."""
+    revisions = _revisions()
+    heads = set(revisions) - {down for down in revisions.values() if down is not None}
+    if len(heads) != 1:
+        raise StoreError(f"the migrations have {len(heads)} heads; expected one", code="STORE_SCHEMA")
+    return heads.pop()
 
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
 
-
-@cache
 def known_revisions() -> frozenset[str]:
     """Every revision this syncd ships."""
-    from alembic.script import ScriptDirectory
-
-    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+    return frozenset(_revisions())
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at; None when it has never been migrated."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at (Alembic's ``alembic_version`` table); None when it has
+    never been migrated."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = [row[0] for row in connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))]
+    if len(rows) > 1:
+        raise StoreError(
+            f"the database records {len(rows)} schema revisions ({', '.join(sorted(rows))}); expected one",
+            code="STORE_SCHEMA",
+        )
+    return rows[0] if rows else None
 
 
 def has_syncd_tables(connection: Connection) -> bool:

@@ -38,7 +38,7 @@ from ..changes import (
 )
 from ..errors import StoreError
 from ..mirror import Mirror, MirrorFeed
-from ..model import StoreState
+from ..model import SourceUser, StoreState
 
 
 class Rejected(Exception):
@@ -292,6 +292,11 @@ class Store(Protocol):
         """The mirror of Graph the last complete read left, or None (no mirror, or one unreadable).
         ``users=False`` leaves out the users' properties (``users`` is empty; ``hidden`` is whole):
         what a run needs to know who is in scope, read in a fraction of the time."""
+        ...
+
+    def mirror_users(self, user_ids: Collection[str]) -> dict[str, SourceUser]:
+        """The mirror's users (not those in the deleted items) among ``user_ids``, by id: what a
+        run that loaded the mirror without its users reads of the few it needs."""
         ...
 
     def write(self) -> AbstractContextManager[Writer]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text
 
 from ..mirror import Mirror, MirrorAssignment, MirrorGroup, app_roles_from_json, cursor_from_json, users_from_json
-from ..model import USER_ATTRIBUTES, StoreState, StoreTeam, StoreUser
+from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
 from . import lock as locks
 from . import migrate
 from .engine import WRITE_OPTION, build_engine, database_errors, mask, parse_url, sqlite_path
@@ -39,7 +39,7 @@ from .schema import (
     utc_now,
 )
 from .sql_reports import SqlLocalAdmin, SqlReports
-from .sql_writer import SqlWriter, read_generations, run_end
+from .sql_writer import LOOKUP_CHUNK, SqlWriter, read_generations, run_end
 from .statements import upsert_state
 
 
@@ -285,6 +285,18 @@ class SqlStore:
         return Mirror(
             visible, frozenset(hidden), groups, assignments, cursor, app_roles_from_json(values.get(APP_ROLES_KEY))
         )
+
+    def mirror_users(self, user_ids: Collection[str]) -> dict[str, SourceUser]:
+        wanted = sorted(set(user_ids))
+        rows: list[tuple[str, str]] = []
+        query = select(mirror_users.c.id, mirror_users.c.properties).where(mirror_users.c.hidden.is_(False))
+        with database_errors(self._url), self._engine.connect() as connection:
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                chunk = wanted[start : start + LOOKUP_CHUNK]
+                rows.extend(
+                    (user_id, text) for user_id, text in connection.execute(query.where(mirror_users.c.id.in_(chunk)))
+                )
+        return users_from_json(rows)
 
     # ----------------------------------------------------------------- runs
 
