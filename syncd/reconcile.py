@@ -16,8 +16,7 @@ import gc
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -31,10 +30,10 @@ from .config import Config
 from .errors import SyncdError
 from .journal import RunJournal, RunWatch, recorded
 from .mirror import Mirror, MirrorFeed, snapshot_of
-from .model import Managed, Policy, Snapshot, StoreState
+from .model import Managed, ManagedUser, Policy, Snapshot, StoreState, StoreTeam, StoreUser
 from .outcome import RunResult, report
 from .plan import diff
-from .plan.focus import Base, Focused, focused
+from .plan.focus import Base, Focused, StateRows, focused
 from .render import describe, describe_problem, summary_line
 from .runs import RunStatus
 from .settled import SETTLED_KEY, Settled, fingerprint, roles_text
@@ -264,12 +263,12 @@ def make_plan(
         state, managed = memory.state_for(store, generations)
         mirror = memory.mirror_for(store, generations) if continues else None
     else:
-        state = store.load_state()
-        managed = Managed.of(state)
         if continues and settling is not None:
-            planned = _plan_from_outline(config, options, store, stats, settling, state, managed)
+            planned = _plan_from_outline(config, options, store, stats, settling)
             if planned is not None:
                 return planned
+        state = store.load_state()
+        managed = Managed.of(state)
         mirror = store.load_mirror() if continues else None
     preread = settling.preread if settling is not None else None
     source = _source(config, options, stats, mirror, preread)
@@ -281,7 +280,7 @@ def make_plan(
     if plan is None:
         settled = settling.record if settling is not None else None
         base = memory.base_for(state, policy) if memory is not None else _settled_base(settled, mirror)
-        made = focused(base, snapshot, state, policy) if base is not None else None
+        made = focused(base, snapshot, StateRows(state), policy) if base is not None else None
         plan = made.plan if made is not None else diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
@@ -301,63 +300,116 @@ def make_plan(
 
 
 def _plan_from_outline(
-    config: Config,
-    options: RunOptions,
-    store: Store,
-    stats: GraphStats | None,
-    settling: Settling,
-    state: StoreState,
-    managed: Managed,
+    config: Config, options: RunOptions, store: Store, stats: GraphStats | None, settling: Settling
 ) -> Planned | None:
     """The plan of a settled store whose application changed, read over the mirror's outline: only
     the users the round concerns (and those the settled plan reported problems about) are read from
-    the stored mirror, and the plan is made from them (:func:`~syncd.plan.focus.focused`).  None when
-    it cannot be made so: the run then reads and plans as any other."""
+    the stored mirror and the store, and the plan is made from them
+    (:func:`~syncd.plan.focus.focused`).  None when it cannot be made so: the run then reads and
+    plans as any other."""
     from .graph.incremental import Wanted
 
     record, policy = settling.record, _policy(config, options)
     problems = (*record.plan.errors, *record.plan.warnings)
+    rows = StoreRows(store)
     wanted = Wanted(
         load=store.mirror_users,
-        related=_email_relations(state),
+        related=rows.related,
+        managed=rows.managed,
         users=record.watched | {problem.entra_id for problem in problems if problem.kind == "user"},
         groups=frozenset(problem.entra_id for problem in problems if problem.kind == "group"),
         email_attribute=config.sync.email_attribute,
     )
+    whole = _WholeStore(store)
     source = _source(config, options, stats, settling.outline, settling.preread, wanted)
-    snapshot = source.read(managed)
+    snapshot = source.read(Managed(users=whole))
     asked: frozenset[str] = getattr(source, "asked", frozenset())
     before: Mirror | None = getattr(source, "mirror_before", None)
+    feed, after = source.feed, getattr(source, "mirror_after", None)
     if getattr(source, "loaded", None) is None or before is None:
         # Graph asked for a full read (an expired link): the snapshot is whole, planned in full
+        state = whole.state
         plan = diff(snapshot, state, policy)
-        made = None
-    else:
-        base = _settled_base(record, before)
-        made = focused(base, snapshot, state, policy) if base is not None else None
-        if made is None:
-            return None
-        plan = made.plan
-    feed, after = source.feed, getattr(source, "mirror_after", None)
-    return Planned(
-        snapshot, plan, feed, after, safety.Bases.of(state), state, asked=asked, focused=made, policy=policy
+        return Planned(snapshot, plan, feed, after, safety.Bases.of(state), state, asked=asked, policy=policy)
+    base = _settled_base(record, before)
+    made = focused(base, snapshot, rows, policy) if base is not None else None
+    if made is None:
+        return None
+    teams = rows.teams
+    bases = safety.Bases(
+        users=store.managed_seats(),
+        teams=sum(1 for team in teams if team.entra_id),
+        memberships=sum(len(team.member_ids) for team in teams if team.entra_id),
     )
+    return Planned(snapshot, made.plan, feed, after, bases, made.state, asked=asked, focused=made, policy=policy)
 
 
-def _email_relations(state: StoreState) -> Callable[[Collection[str], Collection[str]], set[str]]:
-    """For a read over the outline: given users and emails, the users whose rows hold those emails
-    or those users' emails (who a focused plan must also look at)."""
-    by_entra = {user.entra_id: user for user in state.users if user.entra_id}
-    by_email: dict[str, list[str]] = defaultdict(list)
-    for user in state.users:
-        if user.entra_id:
-            by_email[user.email].append(user.entra_id)
+class StoreRows:
+    """The store as a focused plan reads it (:class:`~syncd.plan.focus.Rows`): the rows it asks
+    for, read when asked; every team once."""
 
-    def related(user_ids: Collection[str], emails: Collection[str]) -> set[str]:
-        wanted = set(emails) | {by_entra[user_id].email for user_id in user_ids if user_id in by_entra}
-        return {holder for email in wanted for holder in by_email.get(email, ())}
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._teams: tuple[StoreTeam, ...] | None = None
 
-    return related
+    @property
+    def teams(self) -> tuple[StoreTeam, ...]:
+        if self._teams is None:
+            self._teams = self.store.load_state(users=False).teams
+        return self._teams
+
+    def users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        if not (entra_ids or emails or ids):
+            return []
+        return self.store.load_users(entra_ids=entra_ids, emails=emails, ids=ids)
+
+    def admins(self, limit: int) -> list[StoreUser]:
+        return self.store.active_admins(limit)
+
+    def related(self, user_ids: Collection[str], emails: Collection[str]) -> set[str]:
+        """The users whose rows hold ``emails`` or the emails of the rows of ``user_ids``."""
+        wanted = set(emails) | {row.email for row in self.users(entra_ids=user_ids)}
+        return {row.entra_id for row in self.users(emails=wanted) if row.entra_id}
+
+    def managed(self, user_ids: Collection[str]) -> dict[str, ManagedUser]:
+        """The managed users among ``user_ids``, as a source needs to know them."""
+        return {
+            row.entra_id: ManagedUser(row.email, row.active, row.inactive_reason)
+            for row in self.users(entra_ids=user_ids)
+            if row.entra_id
+        }
+
+
+class _WholeStore(Mapping[str, ManagedUser]):
+    """Every managed user, read from the store the first time it is looked at: what a read that
+    turned out whole (Graph no longer honours a link) asks about, and plans against."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._state: StoreState | None = None
+        self._managed: Managed | None = None
+
+    @property
+    def state(self) -> StoreState:
+        if self._state is None:
+            self._state = self.store.load_state()
+        return self._state
+
+    def _users(self) -> Mapping[str, ManagedUser]:
+        if self._managed is None:
+            self._managed = Managed.of(self.state)
+        return self._managed.users
+
+    def __getitem__(self, key: str) -> ManagedUser:
+        return self._users()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._users())
+
+    def __len__(self) -> int:
+        return len(self._users())
 
 
 def _settled_base(settled: Settled | None, mirror: Mirror | None) -> Base | None:

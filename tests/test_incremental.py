@@ -383,9 +383,9 @@ class Watched:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def load_state(self) -> Any:
-        self.loads["state"] += 1
-        return self.store.load_state()
+    def load_state(self, *, users: bool = True) -> Any:
+        self.loads["state" if users else "teams"] += 1
+        return self.store.load_state(users=users)
 
     def load_mirror(self, *, users: bool = True) -> Any:
         self.loads["mirror" if users else "outline"] += 1
@@ -441,7 +441,7 @@ def test_a_change_to_the_application_makes_a_run_of_its_own(settled: World, chan
     settled.sim.reset_counts()
     result = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
     assert result.status in (RunStatus.SUCCESS, RunStatus.PARTIAL)
-    assert watched.loads["state"] == 1, "the run loaded the store and planned"
+    assert watched.loads["state"] + watched.loads["teams"] == 1, "the run read the store and planned"
     assert sorted(path for path in settled.paths() if path.endswith("/delta")) == sorted(DELTA_PATHS), (
         "the round read to find the change is the round folded: each link read once"
     )
@@ -488,9 +488,11 @@ def test_a_small_change_to_a_settled_store_is_planned_from_what_it_concerns(
         )
         tenant.remove_member(groups[0], member)
         tenant.add_member(groups[1], member)
-    result = settled.sync()
+    watched = Watched(settled.store)
+    result = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
     assert result.status == RunStatus.SUCCESS and result.applied > 0
     assert full_plans == [], "planned from the focus, not in full"
+    assert watched.loads == {"outline": 1, "teams": 1}, "neither every user nor the whole mirror was read"
     watched = Watched(settled.store)
     again = run_once(settled.config, RunOptions(), store=watched)  # type: ignore[arg-type]
     assert again.applied == 0 and watched.loads == {"outline": 1}, "the focused run left the store settled"

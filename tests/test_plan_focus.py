@@ -12,7 +12,7 @@ from syncd.after import state_after
 from syncd.changes import CreateTeam, CreateUser, Plan
 from syncd.model import Assignment, Policy, Snapshot, SourceGroup, SourceUser, StoreState
 from syncd.plan import diff
-from syncd.plan.focus import Base, focused, focused_diff
+from syncd.plan.focus import Base, StateRows, focused, focused_diff
 from tests.builders import ADMIN, MEMBER, ROLES, VIEWER, group, state, stored_team, stored_user, user
 from tests.test_plan_properties import NAMES, ROLE_IDS, worlds
 
@@ -111,7 +111,7 @@ def test_a_focused_plan_is_the_full_plan(data: st.DataObject) -> None:
         event("the store did not settle")
         return
     after = data.draw(changed(before))
-    made = focused(Base(before, settled), after, store, Policy())
+    made = focused(Base(before, settled), after, StateRows(store), Policy())
     full = diff(after, store)
     event("planned in full" if made is None else "focused")
     if made is None:

@@ -43,6 +43,23 @@ class TestStoreContract:
         seed(store, _state())
         assert store.load_state() == _state()
 
+    def test_some_users_are_read_by_entra_id_email_or_local_id(self, store, seed, monkeypatch):
+        monkeypatch.setattr("syncd.store.sql.LOOKUP_CHUNK", 1)  # one lookup per value: the chunks join up
+        seed(store, _state())
+        ann, bob, cy = _state().users
+        assert store.load_users(entra_ids=[BOB, "unknown"]) == [bob]
+        assert store.load_users(emails=["cy@contoso.com", "nobody@contoso.com"], ids=[1]) == [ann, cy]
+        assert store.load_users(entra_ids=[ANN], emails=["ann@contoso.com"], ids=[1, 2]) == [ann, bob]
+        assert store.load_users() == []
+        assert store.load_state(users=False) == StoreState(teams=_state().teams)
+
+    def test_admins_and_managed_seats(self, store, seed):
+        seed(store, _state())
+        ann = _state().users[0]
+        assert store.active_admins(5) == [ann]
+        assert store.active_admins(0) == []
+        assert store.managed_seats() == 1, "ann: bob is inactive, cy is not managed"
+
     @pytest.mark.parametrize("limit", [5000, 1])
     def test_a_writer_resolves_entra_ids_to_local_ids(self, store, seed, monkeypatch, limit):
         monkeypatch.setattr("syncd.store.sql_writer.LOOKUP_BY_ID_LIMIT", limit)  # by lookups, or by a scan

@@ -44,7 +44,7 @@ from ..mirror import (
     touches,
     with_cursor,
 )
-from ..model import AppRole, Snapshot, SourceUser, user_email
+from ..model import AppRole, ManagedUser, Snapshot, SourceUser, user_email
 from .classify import is_fatal
 from .client import GraphClient, GraphStats, gather_all
 from .decode import BadResponse, ServicePrincipalInfo
@@ -96,6 +96,8 @@ class Wanted:
     """The stored mirror's users among these ids."""
     related: Callable[[Collection[str], Collection[str]], set[str]]
     """Given users and emails: the users whose rows hold those emails or those users' emails."""
+    managed: Callable[[Collection[str]], Mapping[str, ManagedUser]]
+    """The managed users among these ids (whose absence the source may ask Graph about)."""
     users: frozenset[str] = frozenset()
     """Users to read whatever the round says (those the last plan reported a problem about)."""
     groups: frozenset[str] = frozenset()

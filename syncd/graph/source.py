@@ -110,10 +110,9 @@ class ApplicationSource:
         if reading.mirror is not None:
             self.feed = feed_between(before or Mirror(), reading.mirror, incremental=reading.incremental)
             self.mirror_after = reading.mirror
-        if reading.loaded is not None:
+        if reading.loaded is not None and self.wanted is not None:
             # the snapshot holds these users only: the rest are in scope, as the store has them
-            loaded = reading.loaded
-            managed = replace(managed, users={key: value for key, value in managed.users.items() if key in loaded})
+            managed = replace(managed, users=self.wanted.managed(reading.loaded))
         unexplained = users_to_ask_about(snapshot, managed, self.config.sync.email_attribute)
         self.asked = frozenset(unexplained)
         return self.explain(snapshot, unexplained) if unexplained else snapshot

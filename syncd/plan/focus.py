@@ -30,8 +30,9 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ..after import state_after
 from ..changes import DeactivateUser, Plan, UpdateUser
@@ -62,6 +63,57 @@ class Focus:
     the members of the teams of groups planned whole)."""
 
 
+class Rows(Protocol):
+    """The store as a focused plan reads it: the few rows it asks for, every team, the admins."""
+
+    @property
+    def teams(self) -> Sequence[StoreTeam]:
+        """Every team, with all its members."""
+        ...
+
+    def users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        """The rows with any of these Entra ids, emails or local ids."""
+        ...
+
+    def admins(self, limit: int) -> list[StoreUser]:
+        """Active admins, the first ``limit`` of them by local id."""
+        ...
+
+
+class StateRows:
+    """:class:`Rows` over a whole :class:`~syncd.model.StoreState` (a process that keeps it)."""
+
+    def __init__(self, state: StoreState) -> None:
+        self.state = state
+        self.by_id = {user.id: user for user in state.users}
+        self.by_entra = {user.entra_id: user for user in state.users if user.entra_id}
+        self.by_email: dict[str, list[StoreUser]] = defaultdict(list)
+        for user in state.users:
+            self.by_email[user.email].append(user)
+
+    @property
+    def teams(self) -> Sequence[StoreTeam]:
+        return self.state.teams
+
+    def users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        found = {user.id: user for user in (self.by_entra.get(entra_id) for entra_id in entra_ids) if user}
+        found.update((user.id, user) for email in emails for user in self.by_email.get(email, ()))
+        found.update((row, self.by_id[row]) for row in ids if row in self.by_id)
+        return sorted(found.values(), key=_local_id)
+
+    def admins(self, limit: int) -> list[StoreUser]:
+        found = sorted((user for user in self.state.users if user.active and user.user_type == ADMIN), key=_local_id)
+        return found[:limit]
+
+
+def _local_id(user: StoreUser) -> int:
+    return user.id
+
+
 @dataclass(frozen=True, slots=True)
 class Focused:
     """A plan made from a focus, with the restricted snapshot and store it was made from."""
@@ -85,25 +137,29 @@ class Focused:
 def focused_diff(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) -> Plan | None:
     """``diff(snapshot, state, policy)`` made from what changed since ``base``; None when it cannot
     be (the caller then plans in full).  ``state`` must be the store ``base.plan`` was made against."""
-    made = focused(base, snapshot, state, policy)
+    made = focused(base, snapshot, StateRows(state), policy)
     return None if made is None else made.plan
 
 
-def focused(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) -> Focused | None:
-    """:func:`focused_diff`, with what it was made from."""
+def focused(base: Base, snapshot: Snapshot, rows: Rows, policy: Policy) -> Focused | None:
+    """:func:`focused_diff`, reading the store through ``rows``, with what it was made from.
+
+    ``snapshot`` may hold only some of the users in scope (a read that loaded only the users its
+    round concerns): it must hold every user the focus comes to, which the caller ensures by
+    loading, until none more join, the users whose rows hold an email its users claim or hold."""
     from . import diff
 
     if not _usable(base, snapshot):
         return None
-    focus = focus_of(base, snapshot, state, policy)
+    focus = focus_of(base, snapshot, rows, policy)
     if focus is None:
         return None
-    anchor = _anchor(state, focus)
-    part_snapshot, part_state = restrict(snapshot, state, focus, anchor)
+    anchor = _anchor(rows, focus)
+    part_snapshot, part_state = restrict(snapshot, rows, focus, anchor)
     part = diff(part_snapshot, part_state, policy)
     if part.held or any(problem.code in ADMIN_PROBLEMS for problem in part.errors + part.warnings):
         return None
-    if anchor is None and _takes_an_admin(part, state, focus):
+    if anchor is None and _takes_an_admin(part, part_state):
         return None
     return Focused(part, part_snapshot, part_state, policy)
 
@@ -124,7 +180,7 @@ def _usable(base: Base, snapshot: Snapshot) -> bool:
     )
 
 
-def focus_of(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) -> Focus | None:
+def focus_of(base: Base, snapshot: Snapshot, rows: Rows, policy: Policy) -> Focus | None:
     """The users and rows a plan of ``snapshot`` must look at, given the settled ``base``; None when
     a problem of the base names a user this cannot place."""
     before = base.snapshot
@@ -168,19 +224,19 @@ def focus_of(base: Base, snapshot: Snapshot, state: StoreState, policy: Policy) 
     # every user the base reports a problem about is planned again: its problem may be over
     named = {problem.entra_id for problem in (*base.plan.errors, *base.plan.warnings) if problem.kind == "user"}
     if named:
-        known = _known_ids(before, snapshot, state)
+        known = _known_ids(before, snapshot) | {user.entra_id or "" for user in rows.users(entra_ids=named)}
         if not named <= known:
             return None  # an id the problem shows escaped or cut: plan in full
         users |= named
-    rows: set[int] = set()
-    for team in state.teams:
+    members: set[int] = set()
+    for team in rows.teams:
         if team.entra_id in whole or (team.entra_id is None and team.name in names):
-            rows |= team.member_ids
-    return _closed(Focus(frozenset(users), frozenset(rows)), snapshot, state, policy)
+            members |= team.member_ids
+    return _closed(Focus(frozenset(users), frozenset(members)), snapshot, rows, policy)
 
 
-def _known_ids(before: Snapshot, snapshot: Snapshot, state: StoreState) -> set[str]:
-    known = {user.entra_id for user in state.users if user.entra_id}
+def _known_ids(before: Snapshot, snapshot: Snapshot) -> set[str]:
+    known: set[str] = set()
     for shot in (before, snapshot):
         known.update(user.id for user in shot.users)
         known.update(assignment.principal_id for assignment in shot.assignments)
@@ -189,49 +245,38 @@ def _known_ids(before: Snapshot, snapshot: Snapshot, state: StoreState) -> set[s
     return known
 
 
-def _closed(focus: Focus, snapshot: Snapshot, state: StoreState, policy: Policy) -> Focus:
+def _closed(focus: Focus, snapshot: Snapshot, rows: Rows, policy: Policy) -> Focus:
     """The focus with every row holding an email one of its users claims or holds, and those rows'
     users, until nothing more joins."""
-    by_email: dict[str, list[StoreUser]] = defaultdict(list)
-    by_entra: dict[str, StoreUser] = {}
-    for user in state.users:
-        by_email[user.email].append(user)
-        if user.entra_id:
-            by_entra[user.entra_id] = user
     sources = snapshot.user_by_id()
-    users, rows = set(focus.users), set(focus.rows)
-    pending = list(users)
+    users, kept = set(focus.users), set(focus.rows)
+    pending = sorted(users)
     emails_seen: set[str] = set()
-    row_ids = {user.id: user for user in state.users}
-    pending_rows = [row_ids[row] for row in rows if row in row_ids]
+    pending_rows = rows.users(ids=kept)
     while pending or pending_rows:
-        emails: set[str] = set()
+        emails = {row.email for row in pending_rows}
         for user_id in pending:
             source = sources.get(user_id)
-            if source is not None:
-                claimed = user_email(source, policy.email_attribute)
-                if claimed is not None:
-                    emails.add(claimed)
-            row = by_entra.get(user_id)
-            if row is not None:
-                rows.add(row.id)
-                emails.add(row.email)
-        emails.update(row.email for row in pending_rows)
+            claimed = None if source is None else user_email(source, policy.email_attribute)
+            if claimed is not None:
+                emails.add(claimed)
+        for row in rows.users(entra_ids=pending):
+            kept.add(row.id)
+            emails.add(row.email)
         pending, pending_rows = [], []
-        for email in emails - emails_seen:
-            emails_seen.add(email)
-            for holder in by_email.get(email, ()):
-                if holder.id not in rows:
-                    rows.add(holder.id)
-                    pending_rows.append(holder)
-                if holder.entra_id and holder.entra_id not in users:
-                    users.add(holder.entra_id)
-                    pending.append(holder.entra_id)
-    return Focus(frozenset(users), frozenset(rows))
+        for holder in rows.users(emails=emails - emails_seen):
+            if holder.id not in kept:
+                kept.add(holder.id)
+                pending_rows.append(holder)
+            if holder.entra_id and holder.entra_id not in users:
+                users.add(holder.entra_id)
+                pending.append(holder.entra_id)
+        emails_seen |= emails
+    return Focus(frozenset(users), frozenset(kept))
 
 
 def restrict(
-    snapshot: Snapshot, state: StoreState, focus: Focus, anchor: StoreUser | None = None
+    snapshot: Snapshot, rows: Rows | StoreState, focus: Focus, anchor: StoreUser | None = None
 ) -> tuple[Snapshot, StoreState]:
     """The snapshot and the store as they concern the focus: its users, their assignments and
     memberships, every group (its members cut to the focus), its rows, and every team (its members
@@ -253,36 +298,28 @@ def restrict(
         deleted_user_ids=snapshot.deleted_user_ids & users,
         failures=snapshot.failures,
     )
-    rows = tuple(user for user in state.users if user.id in focus.rows or (user.entra_id or "") in users)
-    kept = {user.id for user in rows}
-    teams = tuple(StoreTeam(team.id, team.name, team.entra_id, team.member_ids & kept) for team in state.teams)
+    view = StateRows(rows) if isinstance(rows, StoreState) else rows
+    found = tuple(view.users(entra_ids=users, ids=focus.rows))
+    kept = {user.id for user in found}
+    teams = tuple(StoreTeam(team.id, team.name, team.entra_id, team.member_ids & kept) for team in view.teams)
     if anchor is not None:
-        rows = (*rows, replace(anchor, entra_id=None))
-    return part, StoreState(rows, teams)
+        found = (*found, replace(anchor, entra_id=None))
+    return part, StoreState(found, teams)
 
 
-def _anchor(state: StoreState, focus: Focus) -> StoreUser | None:
+def _anchor(rows: Rows, focus: Focus) -> StoreUser | None:
     """An active admin whose row is outside the focus: the plan cannot take it away, so the store
     keeps an admin whatever the plan does ([last-admin] then holds nothing back)."""
-    for user in state.users:
-        if (
-            user.active
-            and user.user_type == ADMIN
-            and user.id not in focus.rows
-            and (user.entra_id is None or user.entra_id not in focus.users)
-        ):
-            return user
+    for admin in rows.admins(len(focus.rows) + len(focus.users) + 1):
+        if admin.id not in focus.rows and (admin.entra_id is None or admin.entra_id not in focus.users):
+            return admin
     return None
 
 
-def _takes_an_admin(plan: Plan, state: StoreState, focus: Focus) -> bool:
-    """Whether the plan deactivates or demotes an active admin: the last-admin rule then needs the
-    whole store."""
-    admins = {
-        user.id
-        for user in state.users
-        if user.active and user.user_type == ADMIN and (user.id in focus.rows or (user.entra_id or "") in focus.users)
-    }
+def _takes_an_admin(plan: Plan, state: StoreState) -> bool:
+    """Whether the plan deactivates or demotes an active admin of ``state`` (the focus's rows): the
+    last-admin rule then needs the whole store."""
+    admins = {user.id for user in state.users if user.active and user.user_type == ADMIN}
     if not admins:
         return False
     for change in plan.changes:

@@ -247,7 +247,27 @@ class MemoryStore:
 
     # ----------------------------------------------------------------- state
 
-    def load_state(self) -> StoreState:
+    def load_state(self, *, users: bool = True) -> StoreState:
+        state = self._load_state()
+        return state if users else StoreState((), state.teams)
+
+    def load_users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        entra, mail, local = set(entra_ids), set(emails), set(ids)
+        return [
+            user
+            for user in self._load_state().users
+            if (user.entra_id is not None and user.entra_id in entra) or user.email in mail or user.id in local
+        ]
+
+    def active_admins(self, limit: int) -> list[StoreUser]:
+        return [user for user in self._load_state().users if user.active and user.user_type == "admin"][:limit]
+
+    def managed_seats(self) -> int:
+        return sum(1 for user in self._load_state().users if user.active and user.entra_id is not None)
+
+    def _load_state(self) -> StoreState:
         tables = self._read()
         members: dict[int, set[int]] = {}
         for team_id, user_id in tables.members:

@@ -38,7 +38,7 @@ from ..changes import (
 )
 from ..errors import StoreError
 from ..mirror import Mirror, MirrorFeed
-from ..model import SourceUser, StoreState
+from ..model import SourceUser, StoreState, StoreUser
 
 
 class Rejected(Exception):
@@ -280,8 +280,24 @@ class Store(Protocol):
         """Hold the run lock for the block; LockedError naming the holder after ``wait_seconds``."""
         ...
 
-    def load_state(self) -> StoreState:
-        """Every user, team and membership, read consistently."""
+    def load_state(self, *, users: bool = True) -> StoreState:
+        """Every user, team and membership, read consistently; ``users=False`` leaves the users out
+        (``users`` is empty; the teams and their members are whole)."""
+        ...
+
+    def load_users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        """The users with any of these Entra ids, emails or local ids, by local id: what a run that
+        plans only some users reads of them."""
+        ...
+
+    def active_admins(self, limit: int) -> list[StoreUser]:
+        """The first ``limit`` active users of type admin, by local id."""
+        ...
+
+    def managed_seats(self) -> int:
+        """How many users with an Entra id are active (the managed seats in use)."""
         ...
 
     def generations(self) -> Generations:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from ..mirror import Mirror, MirrorAssignment, MirrorGroup, app_roles_from_json, cursor_from_json, users_from_json
 from ..model import USER_ATTRIBUTES, SourceUser, StoreState, StoreTeam, StoreUser
@@ -41,6 +41,28 @@ from .schema import (
 from .sql_reports import SqlLocalAdmin, SqlReports
 from .sql_writer import LOOKUP_CHUNK, SqlWriter, read_generations, run_end
 from .statements import upsert_state
+
+_USER_ID = users.c.id
+
+
+def _user_columns() -> list[Any]:
+    """The columns of a :class:`~syncd.model.StoreUser`, in :func:`_store_user`'s order."""
+    return [
+        users.c.id,
+        users.c.email,
+        users.c.name,
+        users.c.user_type,
+        users.c.active,
+        users.c.entra_id,
+        users.c.inactive_reason,
+        *(users.c[attribute.field] for attribute in USER_ATTRIBUTES),
+    ]
+
+
+def _store_user(row: Any, fields: list[str]) -> StoreUser:
+    return StoreUser(
+        row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], dict(zip(fields, row[7:], strict=True))
+    )
 
 
 class SqlStore:
@@ -197,23 +219,13 @@ class SqlStore:
 
     # ----------------------------------------------------------------- state for the planner
 
-    def load_state(self) -> StoreState:
+    def load_state(self, *, users: bool = True) -> StoreState:
         """Every user, team and membership, read in one consistent snapshot (three queries)."""
         reader = self._engine
         if self.dialect == "postgresql":
             reader = self._engine.execution_options(isolation_level="REPEATABLE READ")
         with database_errors(self._url), reader.connect() as connection:
-            columns = [
-                users.c.id,
-                users.c.email,
-                users.c.name,
-                users.c.user_type,
-                users.c.active,
-                users.c.entra_id,
-                users.c.inactive_reason,
-                *(users.c[attribute.field] for attribute in USER_ATTRIBUTES),
-            ]
-            user_rows = connection.execute(select(*columns).order_by(users.c.id)).all()
+            user_rows = connection.execute(select(*_user_columns()).order_by(_USER_ID)).all() if users else []
             team_rows = connection.execute(
                 select(teams.c.id, teams.c.name, teams.c.entra_id).order_by(teams.c.id)
             ).all()
@@ -222,24 +234,46 @@ class SqlStore:
                 members[team_id].append(user_id)
         fields = [attribute.field for attribute in USER_ATTRIBUTES]
         return StoreState(
-            users=tuple(
-                StoreUser(
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    bool(row[4]),
-                    row[5],
-                    row[6],
-                    dict(zip(fields, row[7:], strict=True)),
-                )
-                for row in user_rows
-            ),
+            users=tuple(_store_user(row, fields) for row in user_rows),
             teams=tuple(
                 StoreTeam(team_id, name, entra_id, frozenset(members.get(team_id, ())))
                 for team_id, name, entra_id in team_rows
             ),
         )
+
+    def load_users(
+        self, *, entra_ids: Collection[str] = (), emails: Collection[str] = (), ids: Collection[int] = ()
+    ) -> list[StoreUser]:
+        found: dict[int, StoreUser] = {}
+        query = select(*_user_columns())
+        fields = [attribute.field for attribute in USER_ATTRIBUTES]
+        lookups: tuple[tuple[Any, list[Any]], ...] = (
+            (users.c.entra_id, sorted(set(entra_ids))),
+            (users.c.email, sorted(set(emails))),
+            (users.c.id, sorted(set(ids))),
+        )
+        with database_errors(self._url), self._engine.connect() as connection:
+            for column, wanted in lookups:
+                for start in range(0, len(wanted), LOOKUP_CHUNK):
+                    for row in connection.execute(query.where(column.in_(wanted[start : start + LOOKUP_CHUNK]))):
+                        found[row[0]] = _store_user(row, fields)
+        return [found[key] for key in sorted(found)]
+
+    def active_admins(self, limit: int) -> list[StoreUser]:
+        query = (
+            select(*_user_columns())
+            .where(users.c.active.is_(True), users.c.user_type == "admin")
+            .order_by(users.c.id)
+            .limit(limit)
+        )
+        fields = [attribute.field for attribute in USER_ATTRIBUTES]
+        with database_errors(self._url), self._engine.connect() as connection:
+            return [_store_user(row, fields) for row in connection.execute(query)]
+
+    def managed_seats(self) -> int:
+        query = select(func.count()).select_from(users).where(users.c.active.is_(True), users.c.entra_id.is_not(None))
+        with database_errors(self._url), self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def generations(self) -> Generations:
         with self._read() as connection:
