@@ -193,10 +193,17 @@ class Planned:
 
 
 def _rebased(planned: Planned, applied: ApplyResult) -> Base | None:
-    """The base a focused plan leaves once applied in full: its snapshot, and the plan of that
-    snapshot against the store as it now is (:meth:`~syncd.plan.focus.Focused.settled`)."""
-    if planned.focused is None or applied.failed or not planned.plan.changes:
+    """The base a plan leaves once applied in full: its snapshot, and the plan of that snapshot
+    against the store as it now is.  A focused plan plans its focus again
+    (:meth:`~syncd.plan.focus.Focused.settled`); a full one is not planned again (that would cost
+    as much as it did): planning again after applying a plan changes nothing and finds the same
+    errors and no warnings (warnings come with the changes that act on them), which a property
+    test holds for the planner."""
+    plan = planned.plan
+    if applied.failed or not plan.changes or plan.held or not plan.complete:
         return None
+    if planned.focused is None:
+        return Base(planned.snapshot, Plan(errors=plan.errors), planned.asked)
     again = planned.focused.settled(applied.user_ids, applied.team_ids)
     return None if again is None else Base(planned.snapshot, again, planned.asked)
 

@@ -249,7 +249,7 @@ async def partial_delta_read_async(
     users only (:attr:`Reading.loaded`); every other user in scope is as the stored mirror has it."""
     read = await _round(client, graph, outline, preread)
     if isinstance(read, Reading):
-        return read
+        return replace(read, loaded=frozenset(), before=outline)  # incomplete: it holds no user
     found, service_principal, round_, new_cursor = read
     folded = await _fold_groups(client, outline, round_, found)
     loaded = concerned(outline, folded, round_, wanted.groups) | wanted.users
