@@ -106,6 +106,7 @@ class RunMemory:
     base: tuple[Base, StoreState, Policy] | None = None
     """A snapshot whose plan against ``state`` changed nothing: the next plan is made from what
     changed since it (:func:`~syncd.plan.focus.focused_diff`)."""
+    rows: StateRows | None = None
 
     def state_for(self, store: Store, generations: Generations) -> tuple[StoreState, Managed]:
         if self.state is None or self.managed is None or self.state_generation != generations.state:
@@ -127,6 +128,12 @@ class RunMemory:
         if last_state is state and last_policy == policy and last_snapshot == snapshot:
             return plan
         return None
+
+    def rows_for(self, state: StoreState) -> StateRows:
+        """The kept state as a focused plan reads it, indexed once per state."""
+        if self.rows is None or self.rows.state is not state:
+            self.rows = StateRows(state)
+        return self.rows
 
     def base_for(self, state: StoreState, policy: Policy) -> Base | None:
         if self.base is None:
@@ -287,7 +294,9 @@ def make_plan(
     if plan is None:
         settled = settling.record if settling is not None else None
         base = memory.base_for(state, policy) if memory is not None else _settled_base(settled, mirror)
-        made = focused(base, snapshot, StateRows(state), policy) if base is not None else None
+        if base is not None:
+            rows = memory.rows_for(state) if memory is not None else StateRows(state)
+            made = focused(base, snapshot, rows, policy)
         plan = made.plan if made is not None else diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
@@ -339,7 +348,7 @@ def _plan_from_outline(
         plan = diff(snapshot, state, policy)
         return Planned(snapshot, plan, feed, after, safety.Bases.of(state), state, asked=asked, policy=policy)
     base = _settled_base(record, before)
-    made = focused(base, snapshot, rows, policy) if base is not None else None
+    made = focused(base, snapshot, rows, policy, unchanged=store.mirror_users) if base is not None else None
     if made is None:
         return None
     teams = rows.teams

@@ -499,6 +499,54 @@ def test_a_small_change_to_a_settled_store_is_planned_from_what_it_concerns(
     converges_with_a_full_read(settled)
 
 
+def test_a_rehire_through_a_settled_store_takes_over_the_deleted_accounts_row(
+    settled: World, full_plans: list[int]
+) -> None:
+    tenant = settled.tenant
+    leaver = next(
+        a["principalId"]
+        for a in tenant.list_assignments()
+        if a["principalType"] == "User" and tenant.users[a["principalId"]].props.get("accountEnabled")
+    )
+    upn = str(tenant.users[leaver].props["userPrincipalName"])
+    row = next(user for user in settled.store.reports.users() if user["entra_id"] == leaver)
+    tenant.delete_user(leaver)
+    assert settled.sync().applied_counts == {"deactivate_user": 1}
+    assert full_plans == [], "the departure was planned from the focus"
+    rehired = tenant.add_user(upn, "Back Again")
+    tenant.assign(rehired)
+    result = settled.sync()
+    assert result.applied_counts.get("adopt_user") == 1 and full_plans == []
+    after = next(user for user in settled.store.reports.users() if user["email"] == row["email"])
+    assert after["entra_id"] == rehired and after["active"], "the new account took the row over"
+    converges_with_a_full_read(settled)
+
+
+def test_a_team_held_by_a_name_conflict_keeps_a_member_who_left_and_is_planned_with_it(
+    settled: World, full_plans: list[int]
+) -> None:
+    tenant = settled.tenant
+    first, second = [a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group"][:2]
+    member = next(
+        m
+        for m in tenant.member_ids(first)
+        if m in tenant.users and m not in tenant.member_ids(second) and tenant.users[m].props.get("accountEnabled")
+    )
+    tenant.assign(member)  # in scope whatever its groups say
+    tenant.rename_group(second, str(tenant.groups[first].props["displayName"]))
+    settled.sync()  # both groups are named alike: their teams are left as they are
+    tenant.remove_member(first, member)
+    settled.sync()  # the team of the first group still has the member
+    someone = next(a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User")
+    tenant.update_user(someone, displayName="Someone Else")
+    result = settled.sync()
+    full = settled.sync(dry_run=True, full=True)
+    assert full.plan.changes == ()
+    shown = {(p.code, p.target, p.message) for p in (*result.plan.errors, *result.plan.warnings)}
+    assert shown == {(p.code, p.target, p.message) for p in (*full.plan.errors, *full.plan.warnings)}
+    assert "USER_NOT_READ" not in {p.code for p in result.plan.errors}
+
+
 def test_a_daemon_plans_its_cycles_from_what_changed(synced: World, full_plans: list[int]) -> None:
     memory = RunMemory()
     first = run_once(synced.config, RunOptions(memory=memory), store=synced.store)

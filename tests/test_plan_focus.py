@@ -128,6 +128,36 @@ def test_a_focused_plan_is_the_full_plan(data: st.DataObject) -> None:
         same(settles, again)
 
 
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_a_focused_plan_from_snapshots_holding_only_some_users_is_the_full_plan(data: st.DataObject) -> None:
+    """A read over the mirror's outline holds the users its round concerns; the focus asks for any
+    other user it comes to (unchanged, as the stored mirror has it)."""
+    before, store = data.draw(worlds())
+    before = replace(before, scope="assigned")
+    store, settled = settle(before, store)
+    if settled.changes:
+        return
+    after = data.draw(changed(before))
+    old, new = before.user_by_id(), after.user_by_id()
+    differ = {user_id for user_id in old.keys() | new.keys() if old.get(user_id) != new.get(user_id)}
+    kept = differ | set(data.draw(st.lists(st.sampled_from(sorted(new) or ["-"]), unique=True)))
+    asked: list[set[str]] = []
+
+    def unchanged(user_ids):  # type: ignore[no-untyped-def]
+        asked.append(set(user_ids))
+        return {user_id: new[user_id] for user_id in user_ids if user_id in new and user_id not in differ}
+
+    def part(snapshot: Snapshot) -> Snapshot:
+        return replace(snapshot, users=tuple(user for user in snapshot.users if user.id in kept))
+
+    made = focused(Base(part(before), settled), part(after), StateRows(store), Policy(), unchanged=unchanged)
+    if made is None:
+        return
+    same(made.plan, diff(after, store))
+    event("asked for unchanged users" if asked else "held every user it needed")
+
+
 def test_a_change_to_one_user_plans_only_the_rows_it_concerns() -> None:
     ann, bob, cy = user("ann"), user("bob"), user("cy")
     sales = group("Sales", [ann, bob, cy])

@@ -30,13 +30,13 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..after import state_after
 from ..changes import DeactivateUser, Plan, UpdateUser
-from ..model import Policy, Snapshot, SourceGroup, StoreState, StoreTeam, StoreUser, user_email
+from ..model import Policy, Snapshot, SourceGroup, SourceUser, StoreState, StoreTeam, StoreUser, user_email
 
 ADMIN = "admin"
 ADMIN_PROBLEMS = frozenset({"LAST_ADMIN", "NO_ADMIN_LEFT"})
@@ -141,17 +141,35 @@ def focused_diff(base: Base, snapshot: Snapshot, state: StoreState, policy: Poli
     return None if made is None else made.plan
 
 
-def focused(base: Base, snapshot: Snapshot, rows: Rows, policy: Policy) -> Focused | None:
+def focused(
+    base: Base,
+    snapshot: Snapshot,
+    rows: Rows,
+    policy: Policy,
+    unchanged: Callable[[Collection[str]], Mapping[str, SourceUser]] | None = None,
+) -> Focused | None:
     """:func:`focused_diff`, reading the store through ``rows``, with what it was made from.
 
-    ``snapshot`` may hold only some of the users in scope (a read that loaded only the users its
-    round concerns): it must hold every user the focus comes to, which the caller ensures by
-    loading, until none more join, the users whose rows hold an email its users claim or hold."""
+    ``snapshot`` (and ``base.snapshot``) may hold only some of the users in scope: a read that
+    loaded only the users its round concerns.  Every other user in scope is then one the round did
+    not change, and ``unchanged`` gives those the focus comes to (as the stored mirror has them),
+    until the focus holds no user in scope the snapshot lacks."""
     from . import diff
 
     if not _usable(base, snapshot):
         return None
     focus = focus_of(base, snapshot, rows, policy)
+    while focus is not None and unchanged is not None:
+        scope = _scope_ids(snapshot)
+        known = {user.id for user in snapshot.users}
+        lacking = {user_id for user_id in focus.users if user_id in scope and user_id not in known}
+        found = unchanged(lacking) if lacking else {}
+        if not found:
+            break
+        more = tuple(found.values())
+        snapshot = replace(snapshot, users=(*snapshot.users, *more))
+        base = replace(base, snapshot=replace(base.snapshot, users=(*base.snapshot.users, *more)))
+        focus = focus_of(base, snapshot, rows, policy)
     if focus is None:
         return None
     anchor = _anchor(rows, focus)
@@ -162,6 +180,13 @@ def focused(base: Base, snapshot: Snapshot, rows: Rows, policy: Policy) -> Focus
     if anchor is None and _takes_an_admin(part, part_state):
         return None
     return Focused(part, part_snapshot, part_state, policy)
+
+
+def _scope_ids(snapshot: Snapshot) -> set[str]:
+    users = {a.principal_id for a in snapshot.assignments if a.principal_type == "User"}
+    for group in snapshot.groups:
+        users.update(group.member_ids or ())
+    return users
 
 
 def _usable(base: Base, snapshot: Snapshot) -> bool:
