@@ -24,7 +24,13 @@ store as a local user in no team, so the rule sees that an admin stays; with non
 that takes an admin away (or a base with an admin problem) is not made, and the caller plans in
 full.  A property test holds ``focused_diff`` equal to :func:`~syncd.plan.diff`.
 
-Pure: no I/O, no clock.
+The store is read through :class:`Rows`: the rows the focus asks for, every team, the first
+admins.  A process that keeps the whole state reads it from memory (:class:`StateRows`); a run
+that does not (cron, the timer) asks the database for those rows only.  The snapshots may likewise
+hold only the users a delta round concerns: the users the focus comes to besides are unchanged
+ones, which :func:`focused` asks the caller for (as the stored mirror has them).
+
+Pure: no I/O, no clock (what ``Rows`` and ``unchanged`` read is the caller's).
 """
 
 from __future__ import annotations
