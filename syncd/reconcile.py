@@ -661,7 +661,10 @@ def _verdict(plan: Plan, refusals: list[safety.Refusal], applied: ApplyResult | 
 def _dry_run(config: Config, options: RunOptions, store: Store, stats: GraphStats) -> RunResult:
     from .saved_plan import fingerprint
 
-    planned = make_plan(config, options, store, stats)
+    # a saved plan needs the whole state's fingerprint; any other dry run may take the settled way
+    settles = options.memory is None and not options.fingerprint
+    planned, settling = settled_plan(config, options, store, stats) if settles else (None, None)
+    planned = planned or make_plan(config, options, store, stats, settling)
     snapshot, plan = planned.snapshot, planned.plan
     refusals = _refusals(config, options, planned)
     code = _verdict(plan, refusals).exit_code

@@ -547,6 +547,21 @@ def test_a_team_held_by_a_name_conflict_keeps_a_member_who_left_and_is_planned_w
     assert "USER_NOT_READ" not in {p.code for p in result.plan.errors}
 
 
+def test_a_dry_run_of_a_settled_store_reads_and_plans_what_a_sync_would(settled: World, full_plans: list[int]) -> None:
+    tenant = settled.tenant
+    user = next(a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User")
+    watched = Watched(settled.store)
+    quiet = run_once(settled.config, RunOptions(dry_run=True), store=watched)  # type: ignore[arg-type]
+    assert quiet.plan.changes == () and watched.loads == {"outline": 1}
+    tenant.update_user(user, displayName="Someone Else")
+    watched = Watched(settled.store)
+    dry = run_once(settled.config, RunOptions(dry_run=True), store=watched)  # type: ignore[arg-type]
+    assert watched.loads == {"outline": 1, "teams": 1} and full_plans == []
+    assert dry.plan == settled.sync(dry_run=True, full=True).plan
+    cursor = settled.cursor()
+    assert settled.sync().plan == dry.plan and settled.cursor() != cursor, "the dry run moved nothing"
+
+
 def test_a_daemon_plans_its_cycles_from_what_changed(synced: World, full_plans: list[int]) -> None:
     memory = RunMemory()
     first = run_once(synced.config, RunOptions(memory=memory), store=synced.store)
