@@ -246,6 +246,27 @@ def test_sync_user_on_demand_deactivates_a_deleted_user_named_by_email(graphed):
     assert (row["active"], row["inactive_reason"]) == (False, "deleted")
 
 
+@pytest.mark.parametrize("length", [120, 200])
+def test_a_group_is_found_by_a_name_longer_than_graph_matches_plainly(graphed, length):
+    """Graph matches at most 120 characters with eq unless the query is an advanced one."""
+    group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")
+    name = ("Long-named team " * 20)[:length]
+    graphed.tenant.rename_group(group_id, name)
+    code, _, err = graphed("sync", "--group", name)
+    assert code in (0, 3), err
+    assert [t["name"] for t in graphed.json("teams")] == [name]
+
+
+def test_a_user_is_found_by_a_mail_longer_than_graph_matches_plainly(graphed):
+    mail = ("very.long.mailbox.name." * 6) + "x@contoso.com"
+    assert len(mail) > 120
+    user_id = graphed.tenant.add_user("short@contoso.com", "Short Name", mail=mail)
+    graphed.tenant.assign(user_id)
+    code, _, err = graphed("sync", "--user", mail)
+    assert code in (0, 3), err
+    assert [u["entra_id"] for u in graphed.json("users")] == [user_id]
+
+
 def test_sync_group_on_demand_removes_members_and_deletes_an_unassigned_groups_team(graphed):
     graphed("sync")
     group_id = next(a["principalId"] for a in graphed.tenant.list_assignments() if a["principalType"] == "Group")

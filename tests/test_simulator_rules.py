@@ -121,6 +121,40 @@ def test_a_cast_with_consistency_level_and_count_lists_only_that_type_and_counts
     assert body["@odata.count"] == 3
 
 
+# ---------------------------------------- limits of $filter values ("Some limitations apply to query parameters")
+
+
+def _ids(count: int, known: str) -> str:
+    return ",".join([f"'{known}'", *(f"'{uuid.UUID(int=index)}'" for index in range(1, count))])
+
+
+def test_an_in_list_of_more_than_15_values_is_400_unless_advanced(world: World) -> None:
+    fifteen = "/users?$select=id&$filter=" + quoted(f"id in ({_ids(15, world.alice)})")
+    status, _, body = call(world.sim, fifteen)
+    assert status == 200 and [item["id"] for item in body["value"]] == [world.alice]
+    sixteen = "/users?$select=id&$filter=" + quoted(f"id in ({_ids(16, world.alice)})")
+    assert error_of(call(world.sim, sixteen)) == UNSUPPORTED
+    status, _, body = call(world.sim, sixteen + "&$count=true", headers=EVENTUAL)
+    assert status == 200 and [item["id"] for item in body["value"]] == [world.alice]
+
+
+def test_an_advanced_query_is_limited_by_the_length_of_its_url(world: World) -> None:
+    many = "/users?$select=id&$count=true&$filter=" + quoted(f"id in ({_ids(60, world.alice)})")
+    assert len(world.sim.base_url + many) > 2048
+    assert error_of(call(world.sim, many, headers=EVENTUAL)) == UNSUPPORTED
+
+
+def test_an_eq_value_longer_than_120_characters_is_400_unless_advanced(world: World) -> None:
+    name = "N" * 121
+    world.tenant.add_group(name)
+    path = "/groups?$select=id,displayName&$filter=" + quoted(f"displayName eq '{name}'")
+    assert error_of(call(world.sim, path)) == UNSUPPORTED
+    status, _, body = call(world.sim, path + "&$count=true", headers=EVENTUAL)
+    assert status == 200 and [item["displayName"] for item in body["value"]] == [name]
+    exact = "/groups?$select=id&$filter=" + quoted(f"displayName eq '{'N' * 120}'")
+    assert call(world.sim, exact)[0] == 200, "120 characters are allowed"
+
+
 def test_a_filter_on_members_without_consistency_level_and_count_is_400(world: World) -> None:
     path = f"/groups/{world.outer}/members?$filter=" + quoted("displayName eq 'Alice'")
     assert error_of(call(world.sim, path)) == UNSUPPORTED

@@ -39,7 +39,7 @@ from ..config import GraphConfig, SyncConfig
 from ..errors import SyncdError
 from ..model import Assignment
 from .auth import build_credential, close_credential, get_access_token, sign_in
-from .classify import READ_USERS, missing_permission, odata_equals, query_value, segment, user_path
+from .classify import READ_USERS, equality_query, missing_permission, segment, user_path
 from .client import PAGE_SIZE, GraphClient, check_base_url
 from .decode import (
     BadResponse,
@@ -278,9 +278,9 @@ async def _user_listing_step(client: GraphClient, seen: _Seen) -> CheckStep:
 
 async def _group_lookup_step(client: GraphClient, seen: _Seen) -> CheckStep:
     name = seen.group_name or UNKNOWN_GROUP_NAME
-    condition = query_value(odata_equals("displayName", name))
-    url = f"/groups?$filter={condition}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
-    page = decode_page(await client.get_json(url, what=f"finding group {name!r}"))
+    option, headers = equality_query("displayName", name)
+    url = f"/groups?{option}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
+    page = decode_page(await client.get_json(url, what=f"finding group {name!r}", headers=headers))
     found = [decode_group(item)[0] for item in page.items]
     return CheckStep("group lookup", True, f"found {_count(len(found), 'group')} named {name!r} by name")
 

@@ -74,6 +74,23 @@ def odata_equals(field_name: str, value: str) -> str:
     return f"{field_name} eq '{escaped}'"
 
 
+EQ_VALUE_LIMIT = 120
+"""Graph matches at most 120 characters with ``eq``, unless the query is an advanced one (then
+the URL may be up to 2,048 characters long): "Some limitations apply to query parameters"."""
+ADVANCED_HEADERS = {"ConsistencyLevel": "eventual"}
+
+
+def equality_query(field_name: str, value: str) -> tuple[str, dict[str, str] | None]:
+    """The ``$filter=...`` query option (quoted) and the headers that find ``value`` in
+    ``field_name``: a plain query, which reads the directory as it is now, or, for a value longer
+    than Graph matches plainly, an advanced one (``$count=true`` and ``ConsistencyLevel:
+    eventual``, served from an index that may lag a few seconds behind)."""
+    option = f"$filter={query_value(odata_equals(field_name, value))}"
+    if len(value) <= EQ_VALUE_LIMIT:
+        return option, None
+    return f"{option}&$count=true", dict(ADVANCED_HEADERS)
+
+
 def path_of(url: str) -> str:
     """The path of ``url`` without scheme, host, version and query: ``/groups/{id}/members``."""
     path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]

@@ -288,16 +288,19 @@ class GraphClient:
             remaining -= step
         check(self.cancel)
 
-    async def get_json(self, url: str, *, what: str) -> dict[str, Any]:
+    async def get_json(self, url: str, *, what: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``url`` and decode the JSON object it answers."""
-        response = await self.request("GET", url, what=what)
+        response = await self.request("GET", url, what=what, headers=headers)
         try:
             return load_object(response.content, what)
         except BadResponse as error:
             raise GraphError(str(error), code="GRAPH_BAD_RESPONSE", status=response.status) from None
 
-    async def pages(self, url: str, *, what: str) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """Every page of a collection, following ``@odata.nextLink`` to the end.
+    async def pages(
+        self, url: str, *, what: str, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Every page of a collection, following ``@odata.nextLink`` to the end (each page sent with
+        ``headers``, if given).
 
         Graph's next links are absolute and opaque (they carry a ``$skiptoken``); they are sent
         as they are, and only to the configured Graph origin (:meth:`absolute`).  A listing that
@@ -314,7 +317,7 @@ class GraphClient:
                 raise GraphError(
                     f"{what}: more than {MAX_PAGES} pages; the listing never ends", code="GRAPH_BAD_RESPONSE"
                 )
-            body = await self.get_json(next_url, what=what)
+            body = await self.get_json(next_url, what=what, headers=headers)
             try:
                 page = decode_page(body, what)
             except BadResponse as error:
@@ -334,10 +337,10 @@ class GraphClient:
                     code="GRAPH_BAD_RESPONSE",
                 )
 
-    async def collect(self, url: str, *, what: str) -> list[dict[str, Any]]:
+    async def collect(self, url: str, *, what: str, headers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """All items of a collection (see :meth:`pages`)."""
         items: list[dict[str, Any]] = []
-        async for page in self.pages(url, what=what):
+        async for page in self.pages(url, what=what, headers=headers):
             items.extend(page)
         return items
 

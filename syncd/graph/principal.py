@@ -13,7 +13,7 @@ from contextlib import aclosing
 from ..config import GraphConfig, SyncConfig
 from ..errors import GraphError, InputError, SyncdError
 from ..model import Snapshot, SourceGroup, SourceUser
-from .classify import odata_equals, path_of, query_value, segment, user_path
+from .classify import equality_query, path_of, segment, user_path
 from .client import PAGE_SIZE, GraphClient, gather_all
 from .decode import BadResponse, check_identity, decode_group, decode_user
 from .reads import (
@@ -127,9 +127,9 @@ async def _find_user(client: GraphClient, user: str) -> SourceUser | None:
             return None
         if "@" not in user:
             raise SyncdError(f"no user {user!r} in Entra ID", code="NOT_FOUND") from None
+        option, headers = equality_query("mail", user)
         items = await client.collect(
-            f"/users?$filter={query_value(odata_equals('mail', user))}&$select={client.user_fields}",
-            what=f"finding the user with mail {user}",
+            f"/users?{option}&$select={client.user_fields}", what=f"finding the user with mail {user}", headers=headers
         )
         if len(items) != 1:
             raise SyncdError(
@@ -159,10 +159,10 @@ async def _find_group(client: GraphClient, group: str) -> tuple[str, str] | None
                 if error.status != 404:
                     raise
                 return None
-        url = (
-            f"/groups?$filter={query_value(odata_equals('displayName', group))}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
-        )
-        matches = [decode_group(item) for item in await client.collect(url, what=f"finding group {group!r}")]
+        option, headers = equality_query("displayName", group)
+        url = f"/groups?{option}&$select={GROUP_FIELDS}&$top={PAGE_SIZE}"
+        items = await client.collect(url, what=f"finding group {group!r}", headers=headers)
+        matches = [decode_group(item) for item in items]
         for _, name in matches:
             if name.lower() != group.lower():
                 raise BadResponse(f"asked for the groups named {group!r}, the answer holds {name!r}")

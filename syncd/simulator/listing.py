@@ -28,6 +28,7 @@ from syncd.simulator.odata import (
     parse_select,
     require_advanced_query,
     require_eventual_count,
+    require_filter_limits,
     require_membership_advanced_query,
 )
 from syncd.simulator.permissions import readable
@@ -143,6 +144,7 @@ def _page(
     if "$filter" in request.query:
         compiled = parse_filter(request.query["$filter"], types)
         require_advanced_query(compiled, request)
+        require_filter_limits(compiled, request)
         items = [item for item in items if compiled.predicate(props_of(item))]
     size = page_size(request.query)
     after = decode_skiptoken(request.query.get("$skiptoken"))

@@ -10,6 +10,9 @@
   String comparisons ignore case, as in the directory.  ``ne``, ``not`` and ``endswith`` are
   *advanced queries*: Graph answers them only with ``ConsistencyLevel: eventual`` and
   ``$count=true``.
+* Limits ("Some limitations apply to query parameters", Graph's known issues): an ``in`` list holds
+  at most 15 values, and a value matched with ``eq`` at most 120 characters; with the advanced
+  query parameters both limits give way to one on the URL's length, 2,048 characters.
 * ``$count=true`` on a collection of directory objects is itself an advanced query: without
   ``ConsistencyLevel: eventual`` it is a 400 (with it, the body carries ``@odata.count``).
 * On the membership navigations (``members``, ``transitiveMembers``, ``memberOf``,
@@ -136,6 +139,10 @@ class Filter:
 
     predicate: Predicate
     advanced: str | None
+    in_values: int = 0
+    """The most values one ``in`` list holds."""
+    eq_length: int = 0
+    """The longest string an ``eq`` matches."""
 
 
 @dataclass(slots=True)
@@ -170,6 +177,8 @@ class _Parser:
         self.position = 0
         self.types = types
         self.advanced: str | None = None
+        self.in_values = 0
+        self.eq_length = 0
 
     def fail(self, message: str = "") -> GraphError:
         return bad_request(f"Invalid filter clause: {message or 'syntax error'} in '{self.text}'.")
@@ -199,7 +208,7 @@ class _Parser:
         predicate = self.disjunction()
         if self.peek() is not None:
             raise self.fail(f"unexpected '{self.peek().text}'")  # type: ignore[union-attr]
-        return Filter(predicate, self.advanced)
+        return Filter(predicate, self.advanced, self.in_values, self.eq_length)
 
     def disjunction(self) -> Predicate:
         parts = [self.conjunction()]
@@ -233,6 +242,7 @@ class _Parser:
             return self.string_function()
         if token.kind == "name" and "/" in token.text:
             raise unsupported_query()
+        left_start = self.position
         left = self.operand()
         comparison = self.keyword("in", *_COMPARISONS)
         if comparison is None:
@@ -240,13 +250,20 @@ class _Parser:
         self.note_advanced(comparison)
         if comparison == "in":
             self.take("(")
-            values = {_normalise(self.literal())}
+            listed = [self.literal()]
             while self.peek() is not None and self.peek().text == ",":  # type: ignore[union-attr]
                 self.take(",")
-                values.add(_normalise(self.literal()))
+                listed.append(self.literal())
             self.take(")")
+            self.in_values = max(self.in_values, len(listed))
+            values = {_normalise(value) for value in listed}
             return lambda props: _normalise(left(props)) in values
+        right_start = self.position
         right = self.operand()
+        if comparison == "eq":
+            for token in (self.tokens[left_start], self.tokens[right_start]):
+                if token.kind == "string":
+                    self.eq_length = max(self.eq_length, len(token.text[1:-1].replace("''", "'")))
         return _compare(comparison, left, right)
 
     def string_function(self) -> Predicate:
@@ -323,6 +340,33 @@ def require_advanced_query(filter_: Filter, request: GraphRequest) -> None:
         f"Operator '{filter_.advanced}' is not supported because the required parameters might be missing. "
         + _TRY_ADVANCED
     )
+
+
+MAX_IN_VALUES = 15
+MAX_EQ_LENGTH = 120
+MAX_ADVANCED_URL_LENGTH = 2048
+
+
+def require_filter_limits(filter_: Filter, request: GraphRequest) -> None:
+    """At most 15 values in an ``in`` list and 120 characters matched by ``eq``; with the advanced
+    query parameters, a URL of at most 2,048 characters instead."""
+    if request.eventual and request.counted:
+        if request.url_length > MAX_ADVANCED_URL_LENGTH:
+            raise unsupported_query(
+                f"The request URL is {request.url_length} characters long; an advanced query allows "
+                f"{MAX_ADVANCED_URL_LENGTH}."
+            )
+        return
+    if filter_.in_values > MAX_IN_VALUES:
+        raise unsupported_query(
+            f"Too many child clauses specified in search filter expression containing 'OR' operators: "
+            f"{filter_.in_values}. Max allowed: {MAX_IN_VALUES}."
+        )
+    if filter_.eq_length > MAX_EQ_LENGTH:
+        raise unsupported_query(
+            f"The value to match is {filter_.eq_length} characters long; at most {MAX_EQ_LENGTH} are allowed "
+            "without advanced query capabilities. " + _TRY_ADVANCED
+        )
 
 
 def require_eventual_count(request: GraphRequest) -> None:

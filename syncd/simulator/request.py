@@ -19,6 +19,8 @@ class GraphRequest:
     headers: dict[str, str]
     base_url: str
     body: bytes = b""
+    url_length: int = 0
+    """The length of the URL as the client sent it (Graph limits advanced queries to 2,048)."""
 
     @property
     def eventual(self) -> bool:

@@ -271,7 +271,8 @@ class Simulator:
             return serve_batch(body, headers, self._serve_batch_item)
         if lowered == "/v1.0" or lowered.startswith("/v1.0/"):
             below = path[len("/v1.0") :] or "/"
-            request = GraphRequest(method, below, parse_query(raw_query), headers, self.base_url, body)
+            length = len(self.base_url.removesuffix("/v1.0")) + len(path) + (len(raw_query) + 1 if raw_query else 0)
+            request = GraphRequest(method, below, parse_query(raw_query), headers, self.base_url, body, length)
             return handle(self.tenant, self.token, request)
         version = path.strip("/").split("/")[0]
         raise bad_request(f"Invalid version: {version}", code="BadRequest")
