@@ -2,10 +2,12 @@
 
 Random tenant changes (assign, unassign, rename, disable, enable, delete, role change, membership
 moves, group rename, assignment and deletion, deletion to the deleted items and restore, new users
-and groups) with a run after every step: one store (SQLite) is kept by incremental runs, which
-read only Graph's changes through the mirror; the other (in memory) by full reads (``--full``).
-After every step both stores hold the same users and teams, and a full read of the incremental
-store finds nothing left to do.
+and groups) with a run after every step: one store (SQLite) is kept by incremental one-shot runs,
+which read only Graph's changes through the mirror and plan only what they concern once the store
+is settled; one (in memory) by the cycles of one daemon, which keeps the state, the mirror and the
+settled snapshot between them; the third (in memory) by full reads (``--full``).  After every step
+the three stores hold the same users and teams and report the same problems, and a full read of
+the incremental store finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from syncd.changes import Plan
-from syncd.reconcile import RunOptions, run_once
+from syncd.reconcile import RunMemory, RunOptions, run_once
 from syncd.runs import RunStatus
 from syncd.simulator import Simulator, generate_tenant
 from syncd.store import MemoryStore, SqlStore
@@ -43,6 +45,8 @@ class TenantChanges(RuleBasedStateMachine):
         self.incremental = SqlStore(self.config.store.url)
         self.incremental.ensure_schema()
         self.full = MemoryStore()
+        self.daemon = MemoryStore()
+        self.memory = RunMemory()
         self.roles = [role["id"] for role in tenant.app_roles()]
         self.counter = 0
 
@@ -174,11 +178,16 @@ class TenantChanges(RuleBasedStateMachine):
         # the brakes and the last admin's rule act alike on both; lifted, every step is applied
         incremental = run_once(self.config, RunOptions(allow_deletes=True), store=self.incremental)
         full = run_once(self.config, RunOptions(full=True, allow_deletes=True), store=self.full)
+        cycle = run_once(self.config, RunOptions(allow_deletes=True, memory=self.memory), store=self.daemon)
         assert incremental.status in OK, incremental.message
         assert full.status in OK, full.message
+        assert cycle.status in OK, cycle.message
         assert self.incremental.reports.users() == self.full.reports.users()
         assert self.incremental.reports.teams() == self.full.reports.teams()
         assert problems(incremental.plan) == problems(full.plan), "the same errors and warnings, settled or not"
+        assert self.daemon.reports.users() == self.full.reports.users(), "a daemon's cycles keep the same store"
+        assert self.daemon.reports.teams() == self.full.reports.teams()
+        assert problems(cycle.plan) == problems(full.plan)
         again = run_once(self.config, RunOptions(dry_run=True, full=True), store=self.incremental)
         assert again.plan.changes == (), "a full read finds nothing left to do"
 
