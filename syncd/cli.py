@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,6 +22,9 @@ from .config import CONFIG_ENV, Config, load
 from .errors import CODES, ConfigError, ExitCode, SyncdError, exit_code_for
 from .model import EMAIL_LENGTH, escape, unstorable
 from .safety import CATEGORIES
+
+if TYPE_CHECKING:
+    from .store import Store
 
 # --------------------------------------------------------------------------- plumbing
 
@@ -741,6 +744,7 @@ def status(context: Context, as_json: bool) -> None:
 
     if not tracks(context.config.sync):
         reads["mode"] = "full (sync.scope is all or sync.nested_groups is on)"
+    reads["settled"] = _settled(context.config, store)
     data = {"paused": store.is_paused(), **counts, "last_run": store.reports.last_run(), "reads": reads}
     if as_json:
         emit_json(data)
@@ -759,6 +763,23 @@ def status(context: Context, as_json: bool) -> None:
     click.echo(
         f"Graph reads: {reads['mode']}; last full read {reads['last_full_at'] or 'none yet'}, "
         f"last incremental {reads['last_incremental_at'] or 'none yet'}"
+    )
+    click.echo(
+        "Store: settled (the next run reads and plans only what changed in Graph)"
+        if reads["settled"]
+        else "Store: not settled (the next run reads the store and plans in full)"
+    )
+
+
+def _settled(config: Config, store: Store) -> bool:
+    """Whether the store holds the record of a run that left it settled, for this configuration."""
+    from .settled import SETTLED_KEY, Settled, fingerprint
+
+    record = Settled.from_json(store.get_state(SETTLED_KEY))
+    return (
+        record is not None
+        and record.generations == store.generations()
+        and record.fingerprint == fingerprint(config, config.policy)
     )
 
 

@@ -315,14 +315,24 @@ def test_sigterm_ends_a_one_shot_sync_like_ctrl_c_and_records_it(graphed):
 
 
 def test_status_says_how_graph_is_read(graphed):
-    assert graphed.json("status")["reads"] == {"mode": "full", "last_full_at": None, "last_incremental_at": None}
+    assert graphed.json("status")["reads"] == {
+        "mode": "full",
+        "last_full_at": None,
+        "last_incremental_at": None,
+        "settled": False,
+    }
     graphed("sync")
     reads = graphed.json("status")["reads"]
     assert reads["mode"] == "incremental" and reads["last_full_at"] and reads["last_incremental_at"] is None
+    assert reads["settled"] is True, "the sync applied its whole plan"
     graphed("sync")
     assert graphed.json("status")["reads"]["last_incremental_at"]
     code, out, _ = graphed("status")
-    assert code == 0 and "Graph reads: incremental; last full read" in out
+    assert code == 0 and "Graph reads: incremental; last full read" in out and "Store: settled" in out
+    assert graphed("users", "create", "local@contoso.com", "--name", "Local Person")[0] == 0
+    assert graphed.json("status")["reads"]["settled"] is False, "a local change unsettles the store"
+    code, out, _ = graphed("status")
+    assert "Store: not settled" in out
 
 
 def test_full_reads_the_whole_application_and_cannot_be_combined_with_an_on_demand_read(graphed):
