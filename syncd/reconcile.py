@@ -297,6 +297,7 @@ def make_plan(
         if base is not None:
             rows = memory.rows_for(state) if memory is not None else StateRows(state)
             made = focused(base, snapshot, rows, policy)
+        _say_how_planned(made)
         plan = made.plan if made is not None else diff(snapshot, state, policy)
         if memory is not None:
             memory.last = (snapshot, state, policy, plan)
@@ -350,7 +351,9 @@ def _plan_from_outline(
     base = _settled_base(record, before)
     made = focused(base, snapshot, rows, policy, unchanged=store.mirror_users) if base is not None else None
     if made is None:
+        log.info("what changed cannot be planned on its own; reading the store and planning in full")
         return None
+    _say_how_planned(made)
     teams = rows.teams
     bases = safety.Bases(
         users=store.managed_seats(),
@@ -426,6 +429,15 @@ class _WholeStore(Mapping[str, ManagedUser]):
 
     def __len__(self) -> int:
         return len(self._users())
+
+
+def _say_how_planned(made: Focused | None) -> None:
+    if made is not None:
+        log.info(
+            "the store was settled: planned only what changed (%d users, %d rows)",
+            len(made.snapshot.users),
+            len(made.state.users),
+        )
 
 
 def _settled_base(settled: Settled | None, mirror: Mirror | None) -> Base | None:
