@@ -202,15 +202,17 @@ class Planned:
 def _rebased(planned: Planned, applied: ApplyResult) -> Base | None:
     """The base a plan leaves once applied in full: its snapshot, and the plan of that snapshot
     against the store as it now is.  A focused plan plans its focus again
-    (:meth:`~syncd.plan.focus.Focused.settled`); a full one is not planned again (that would cost
-    as much as it did): planning again after applying a plan changes nothing and finds the same
-    errors and no warnings (warnings come with the changes that act on them), which a property
-    test holds for the planner."""
+    (:meth:`~syncd.plan.focus.Focused.settled`).  A full one is not planned again (that would cost
+    as much as it did), so it leaves a base only when it reported no error: planning again after
+    applying such a plan changes nothing and reports nothing (warnings come with the changes that
+    act on them), which a property test holds for the planner.  An error can change once its plan
+    is applied (the last admin gone, an email conflict whose holder was adopted, a frozen row
+    another user took over), so a plan with one is planned again by the next run."""
     plan = planned.plan
     if applied.failed or not plan.changes or plan.held or not plan.complete:
         return None
     if planned.focused is None:
-        return Base(planned.snapshot, Plan(errors=plan.errors), planned.asked)
+        return None if plan.errors else Base(planned.snapshot, Plan(), planned.asked)
     again = planned.focused.settled(applied.user_ids, applied.team_ids)
     return None if again is None else Base(planned.snapshot, again, planned.asked)
 

@@ -7,6 +7,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -636,3 +637,53 @@ def test_a_round_touches_the_application_only_through_what_it_holds() -> None:
     assert not any(touches(mirror, round_) for round_ in quiet)
     assert all(touches(mirror, round_) for round_ in loud)
     assert touches(mirror, DeltaRound(users=(user("outsider"),)), watched=frozenset({"outsider"}))
+
+
+@contextmanager
+def _small_world(tmp_path: Path, tenant: Tenant) -> Iterator[World]:
+    with Simulator(tenant, token=TOKEN) as sim:
+        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+        store = SqlStore(config.store.url)
+        store.ensure_schema()
+        try:
+            yield World(sim, store, config, tmp_path)
+        finally:
+            store.close()
+
+
+def problems_of(result: RunResult) -> set[tuple[str, str, str]]:
+    return {(p.code, p.target, p.message) for p in (*result.plan.errors, *result.plan.warnings)}
+
+
+def test_after_the_last_admin_left_the_next_runs_report_what_a_full_read_reports(tmp_path: Path) -> None:
+    tenant = Tenant()
+    admin, member = tenant.add_app_role("Admin", "admin"), tenant.add_app_role("Member", "member")
+    ann, bob = tenant.add_user("ann@contoso.com", "Ann"), tenant.add_user("bob@contoso.com", "Bob")
+    tenant.assign(ann, admin)
+    tenant.assign(bob, member)
+    with _small_world(tmp_path, tenant) as world:
+        world.sync()
+        world.sync()
+        tenant.update_user(ann, account_enabled=False)
+        assert "NO_ADMIN_LEFT" in {p.code for p in world.sync().plan.errors}
+        quiet = world.sync()
+        assert problems_of(quiet) == problems_of(world.sync(dry_run=True, full=True)) == set()
+        assert quiet.status == RunStatus.SUCCESS
+
+
+def test_after_an_adoption_beside_a_conflict_the_next_runs_report_what_a_full_read_reports(tmp_path: Path) -> None:
+    tenant = Tenant()
+    member = tenant.add_app_role("Member", "member")
+    bob, cy = tenant.add_user("bob@contoso.com", "Bob"), tenant.add_user("cy@contoso.com", "Cy")
+    tenant.assign(bob, member)
+    tenant.assign(cy, member)
+    with _small_world(tmp_path, tenant) as world:
+        world.sync()
+        world.sync()
+        world.store.local.create_user("ann@contoso.com", "Ann (local)")
+        tenant.update_user(bob, userPrincipalName="ann_contoso.com#EXT#@contoso.onmicrosoft.com")  # ann@contoso.com
+        tenant.assign(tenant.add_user("ann@contoso.com", "Ann"), member)
+        adopting = world.sync()
+        assert "adopt_user" in {c.op for c in adopting.plan.changes}
+        assert "USER_EMAIL_CONFLICT" in {p.code for p in adopting.plan.errors}
+        assert problems_of(world.sync()) == problems_of(world.sync(dry_run=True, full=True))

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from syncd.after import state_after
 from syncd.changes import CreateTeam, CreateUser, Plan
-from syncd.model import Assignment, Policy, Snapshot, SourceGroup, SourceUser, StoreState
+from syncd.model import Assignment, Policy, Snapshot, SourceGroup, SourceUser, StoreState, StoreTeam, StoreUser
 from syncd.plan import diff
 from syncd.plan.focus import Base, StateRows, focused, focused_diff
-from tests.builders import ADMIN, MEMBER, ROLES, VIEWER, group, state, stored_team, stored_user, user
+from tests.builders import ADMIN, DEFAULT, MEMBER, ROLES, VIEWER, group, state, stored_team, stored_user, user
 from tests.test_plan_properties import NAMES, ROLE_IDS, worlds
 
 USER_IDS = {name: f"00000000-0000-0000-0001-{index:012d}" for index, name in enumerate(NAMES)}
@@ -220,3 +220,121 @@ def test_taking_away_one_of_two_admins_is_focused_and_equal_to_the_full_plan() -
     assert focused is not None
     same(focused, diff(after, store))
     assert [(change.op, change.email) for change in focused.changes] == [("deactivate_user", "ann@contoso.com")]
+
+
+# --------------------------------------------------------------------------- a richer world
+
+EMAILS = [f"{name}@contoso.com" for name in NAMES[:6]] + ["dup@contoso.com", "x@contoso.com"]
+RICH_IDS = {name: f"00000000-0000-0000-0001-{index:012d}" for index, name in enumerate([*NAMES[:6], "gone1", "gone2"])}
+GROUP_NAMES = ["Sales", "Ops", "Club"]
+GROUP_IDS = [f"00000000-0000-0000-0002-{index:012d}" for index in range(3)]
+
+
+@st.composite
+def rich_worlds(draw: st.DrawFn) -> tuple[Snapshot, StoreState]:
+    """Admins managed and local, every inactive reason, emails several users claim, local teams
+    named like groups, accounts in scope Graph did not return, groups whose members are unknown."""
+    ids = list(RICH_IDS.values())
+    users = [
+        SourceUser(
+            RICH_IDS[name],
+            draw(st.sampled_from([*EMAILS, None])),
+            None,
+            draw(st.sampled_from([name, None])),
+            draw(st.booleans()),
+            {"jobTitle": None},
+        )
+        for name in draw(st.lists(st.sampled_from(NAMES[:6]), unique=True, min_size=1))
+    ]
+    groups = []
+    for index in range(draw(st.integers(0, 3))):
+        members = draw(st.none() | st.lists(st.sampled_from(ids), unique=True))
+        name = draw(st.sampled_from(GROUP_NAMES))
+        groups.append(SourceGroup(GROUP_IDS[index], name, None if members is None else tuple(members)))
+    principals = [(u.id, "User") for u in users] + [(g.id, "Group") for g in groups]
+    assignments = tuple(
+        Assignment(principal, kind, draw(st.sampled_from(ROLE_IDS)))  # type: ignore[arg-type]
+        for principal, kind in principals
+        if draw(st.booleans())
+    )
+    snapshot = Snapshot(
+        scope="assigned",
+        app_roles=ROLES,
+        assignments=assignments,
+        groups=tuple(groups),
+        users=tuple(users),
+        deleted_user_ids=frozenset(draw(st.lists(st.sampled_from(ids), max_size=2))),
+    )
+    rows, taken = [], set()
+    local_emails = [*EMAILS, "local1@contoso.com", "local2@contoso.com"]
+    for local_id, email in enumerate(draw(st.lists(st.sampled_from(local_emails), unique=True)), start=1):
+        entra = draw(st.none() | st.sampled_from(ids))
+        entra = None if entra in taken else entra
+        taken.add(entra)
+        active = draw(st.booleans())
+        reason = None if active or not entra else draw(st.sampled_from(["unassigned", "deleted", "disabled"]))
+        user_type = draw(st.sampled_from(["member", "admin", "viewer"]))
+        rows.append(StoreUser(local_id, email, email.split("@")[0], user_type, active, entra, reason, {"title": None}))
+    teams, managed = [], set()
+    for team_id in range(1, draw(st.integers(0, 4)) + 1):
+        entra = draw(st.none() | st.sampled_from(GROUP_IDS))
+        entra = None if entra in managed else entra
+        managed.add(entra)
+        members = draw(st.lists(st.sampled_from([row.id for row in rows]), unique=True)) if rows else []
+        teams.append(StoreTeam(100 + team_id, draw(st.sampled_from(GROUP_NAMES)), entra, frozenset(members)))
+    return snapshot, StoreState(tuple(rows), tuple(teams))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_in_a_richer_world_a_focused_plan_is_the_full_plan(data: st.DataObject) -> None:
+    before, store = data.draw(rich_worlds())
+    store, settled = settle(before, store)
+    if settled.changes or settled.held:
+        return
+    after = data.draw(changed(before))
+    made = focused(Base(before, settled), after, StateRows(store), Policy())
+    event("planned in full" if made is None else "focused")
+    if made is None:
+        return
+    same(made.plan, diff(after, store))
+    users, teams = created(made.plan, count(5000))
+    settles = made.settled(users, teams)
+    again = diff(after, state_after(store, made.plan, users, teams))
+    if settles is None:
+        assert again.changes or again.held
+    else:
+        same(settles, again)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(rich_worlds(), worlds()))
+def test_applying_a_plan_leaves_nothing_to_do_and_without_errors_nothing_to_report(world) -> None:  # type: ignore[no-untyped-def]
+    """What lets a run that applied a whole plan without errors leave the store settled without
+    planning again; a plan with errors is planned again by the next run."""
+    snapshot, state = world
+    snapshot = replace(snapshot, scope="assigned")
+    plan = diff(snapshot, state)
+    again = diff(snapshot, applied(state, plan, count(1000)))
+    assert again.changes == (), (plan, again)
+    if not plan.errors and not plan.held:
+        event("no errors")
+        assert again == Plan(), again
+
+
+def test_a_row_held_back_for_a_user_not_read_is_not_taken_over_by_a_new_account() -> None:
+    """[not-read] leaves the row as it is, memberships included: a new account with its email is a
+    conflict until a run reads the user, not a rehire (which would leave a membership to add)."""
+    group_id = GROUP_IDS[0]
+    dee = SourceUser("dee-id", "ann@contoso.com", None, "dee", True, {"jobTitle": None})
+    snapshot = Snapshot(
+        app_roles=ROLES,
+        assignments=(Assignment(group_id, "Group", DEFAULT),),
+        groups=(SourceGroup(group_id, "Sales", ("dee-id", "gone-id")),),
+        users=(dee,),
+    )
+    row = StoreUser(1, "ann@contoso.com", "ann", "member", False, "gone-id", "deleted", {"title": None})
+    plan = diff(snapshot, state([row]))
+    assert [change.op for change in plan.changes] == ["create_team"]
+    assert {problem.code for problem in plan.errors} == {"USER_NOT_READ", "USER_EMAIL_CONFLICT"}
+    assert diff(snapshot, applied(state([row]), plan, count(1000))).changes == ()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from ..changes import Problem
@@ -303,7 +303,7 @@ def _drop_email_conflicts(
                 winners = claimants
             elif holder.entra_id in claimants:
                 winners = [holder.entra_id]
-            elif holder.entra_id is not None and not _relinkable(holder, kept, evidence):
+            elif holder.entra_id is not None and not _relinkable(holder, kept, evidence, found.frozen):
                 winners = []  # held by another managed user (perhaps inactive)
             else:
                 # an unmanaged local user (or one whose Entra account was deleted) has it: adopted,
@@ -332,10 +332,13 @@ def _drop_email_conflicts(
     return kept, relinked
 
 
-def _relinkable(holder: StoreUser, kept: Mapping[str, DesiredUser], evidence: Evidence) -> bool:
+def _relinkable(
+    holder: StoreUser, kept: Mapping[str, DesiredUser], evidence: Evidence, frozen: Collection[int]
+) -> bool:
     """[rehire] A row whose Entra account is deleted (or found deleted now) may be taken over by a
-    new account with its email."""
-    if holder.entra_id is None or holder.entra_id in kept:
+    new account with its email; not one held back by an error of its own user ([not-read]: left
+    exactly as it is until a run reads it)."""
+    if holder.entra_id is None or holder.entra_id in kept or holder.id in frozen:
         return False
     if evidence.is_deleted(holder.entra_id):
         return True
