@@ -2,12 +2,13 @@
 
 Random tenant changes (assign, unassign, rename, disable, enable, delete, role change, membership
 moves, group rename, assignment and deletion, deletion to the deleted items and restore, new users
-and groups) with a run after every step: one store (SQLite) is kept by incremental one-shot runs,
-which read only Graph's changes through the mirror and plan only what they concern once the store
-is settled; one (in memory) by the cycles of one daemon, which keeps the state, the mirror and the
-settled snapshot between them; the third (in memory) by full reads (``--full``).  After every step
-the three stores hold the same users and teams and report the same problems, and a full read of
-the incremental store finds nothing left to do.
+and groups, userPrincipalNames moved or freed and taken by a rehire) with a run after every step:
+one store (SQLite) is kept by incremental one-shot runs, which read only Graph's changes through
+the mirror and plan only what they concern once the store is settled; one (in memory) by the
+cycles of one daemon, which keeps the state, the mirror and the settled snapshot between them; the
+third (in memory) by full reads (``--full``).  After every step the three stores hold the same
+users and teams and report the same problems, and a full read of the incremental store finds
+nothing left to do.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class TenantChanges(RuleBasedStateMachine):
         self.memory = RunMemory()
         self.roles = [role["id"] for role in tenant.app_roles()]
         self.counter = 0
+        self.freed: list[str] = []
+        """userPrincipalNames a deleted or renamed user left free (a rehire may take one)."""
 
     @property
     def tenant(self) -> Any:
@@ -123,6 +126,39 @@ class TenantChanges(RuleBasedStateMachine):
                 self.tenant.purge_user(user)
         else:
             self.tenant.purge_user(user)
+
+    @rule(data=st.data())
+    def move_a_upn(self, data: st.DataObject) -> None:
+        """A user takes a new userPrincipalName: a fresh one, or one another user left free."""
+        user = self.pick(data, self.users())
+        old = str(self.tenant.users[user].props["userPrincipalName"])
+        self.counter += 1
+        upn = data.draw(st.sampled_from([f"moved{self.counter}@contoso.com", *self.freed]))
+        try:
+            self.tenant.update_user(user, userPrincipalName=upn)
+        except ValueError:  # taken by now
+            return
+        self.freed = [*(free for free in self.freed if free.lower() != upn.lower()), old]
+
+    @precondition(lambda self: len(self.tenant.user_ids()) > 5)
+    @rule(data=st.data())
+    def delete_a_user_for_good_and_free_its_upn(self, data: st.DataObject) -> None:
+        user = self.pick(data, self.users())
+        self.freed.append(str(self.tenant.users[user].props["userPrincipalName"]))
+        self.tenant.delete_user(user)
+
+    @precondition(lambda self: self.freed)
+    @rule(data=st.data(), assign=st.booleans())
+    def rehire(self, data: st.DataObject, assign: bool) -> None:
+        """A new account with a userPrincipalName another user left free."""
+        upn = data.draw(st.sampled_from(self.freed))
+        try:
+            new = self.tenant.add_user(upn, "Rehired Person")
+        except ValueError:
+            return
+        self.freed.remove(upn)
+        if assign:
+            self.tenant.assign(new, self.pick(data, self.roles))
 
     @rule()
     def nothing_changes(self) -> None:
