@@ -82,9 +82,9 @@ def directory(store: Store) -> tuple[Any, Any]:
     return store.reports.users(), store.reports.teams()
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    tenant = generate_tenant(seed=3, users=300, groups=6, direct_assignments=40)
+@contextmanager
+def served(tmp_path: Path, tenant: Tenant) -> Iterator[World]:
+    """``tenant`` served by a simulator, and a SQLite store in ``tmp_path`` configured to sync it."""
     with Simulator(tenant, token=TOKEN) as sim:
         config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
         store = SqlStore(config.store.url)
@@ -93,6 +93,12 @@ def world(tmp_path: Path) -> Iterator[World]:
             yield World(sim, store, config, tmp_path)
         finally:
             store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with served(tmp_path, generate_tenant(seed=3, users=300, groups=6, direct_assignments=40)) as world:
+        yield world
 
 
 @pytest.fixture
@@ -639,29 +645,23 @@ def test_a_round_touches_the_application_only_through_what_it_holds() -> None:
     assert touches(mirror, DeltaRound(users=(user("outsider"),)), watched=frozenset({"outsider"}))
 
 
-@contextmanager
-def _small_world(tmp_path: Path, tenant: Tenant) -> Iterator[World]:
-    with Simulator(tenant, token=TOKEN) as sim:
-        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
-        store = SqlStore(config.store.url)
-        store.ensure_schema()
-        try:
-            yield World(sim, store, config, tmp_path)
-        finally:
-            store.close()
-
-
 def problems_of(result: RunResult) -> set[tuple[str, str, str]]:
     return {(p.code, p.target, p.message) for p in (*result.plan.errors, *result.plan.warnings)}
 
 
-def test_after_the_last_admin_left_the_next_runs_report_what_a_full_read_reports(tmp_path: Path) -> None:
+def two_users(first: str, second: str) -> tuple[Tenant, str, str, dict[str, str]]:
+    """A tenant with two users, ann and bob, assigned with the roles named ``first`` and ``second``."""
     tenant = Tenant()
-    admin, member = tenant.add_app_role("Admin", "admin"), tenant.add_app_role("Member", "member")
+    roles = {name: tenant.add_app_role(name.title(), name) for name in {first, second}}
     ann, bob = tenant.add_user("ann@contoso.com", "Ann"), tenant.add_user("bob@contoso.com", "Bob")
-    tenant.assign(ann, admin)
-    tenant.assign(bob, member)
-    with _small_world(tmp_path, tenant) as world:
+    tenant.assign(ann, roles[first])
+    tenant.assign(bob, roles[second])
+    return tenant, ann, bob, roles
+
+
+def test_after_the_last_admin_left_the_next_runs_report_what_a_full_read_reports(tmp_path: Path) -> None:
+    tenant, ann, _, _ = two_users("admin", "member")
+    with served(tmp_path, tenant) as world:
         world.sync()
         world.sync()
         tenant.update_user(ann, account_enabled=False)
@@ -672,17 +672,14 @@ def test_after_the_last_admin_left_the_next_runs_report_what_a_full_read_reports
 
 
 def test_after_an_adoption_beside_a_conflict_the_next_runs_report_what_a_full_read_reports(tmp_path: Path) -> None:
-    tenant = Tenant()
-    member = tenant.add_app_role("Member", "member")
-    bob, cy = tenant.add_user("bob@contoso.com", "Bob"), tenant.add_user("cy@contoso.com", "Cy")
-    tenant.assign(bob, member)
-    tenant.assign(cy, member)
-    with _small_world(tmp_path, tenant) as world:
+    tenant, ann, bob, roles = two_users("member", "member")
+    tenant.update_user(ann, userPrincipalName="cy@contoso.com")
+    with served(tmp_path, tenant) as world:
         world.sync()
         world.sync()
         world.store.local.create_user("ann@contoso.com", "Ann (local)")
         tenant.update_user(bob, userPrincipalName="ann_contoso.com#EXT#@contoso.onmicrosoft.com")  # ann@contoso.com
-        tenant.assign(tenant.add_user("ann@contoso.com", "Ann"), member)
+        tenant.assign(tenant.add_user("ann@contoso.com", "Ann"), roles["member"])
         adopting = world.sync()
         assert "adopt_user" in {c.op for c in adopting.plan.changes}
         assert "USER_EMAIL_CONFLICT" in {p.code for p in adopting.plan.errors}
