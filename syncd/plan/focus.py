@@ -98,6 +98,7 @@ class StateRows:
         self.by_email: dict[str, list[StoreUser]] = defaultdict(list)
         for user in state.users:
             self.by_email[user.email].append(user)
+        self._admins: list[StoreUser] | None = None
 
     @property
     def teams(self) -> Sequence[StoreTeam]:
@@ -112,8 +113,10 @@ class StateRows:
         return sorted(found.values(), key=_local_id)
 
     def admins(self, limit: int) -> list[StoreUser]:
-        found = sorted((user for user in self.state.users if user.active and user.user_type == ADMIN), key=_local_id)
-        return found[:limit]
+        if self._admins is None:
+            active = (user for user in self.state.users if user.active and user.user_type == ADMIN)
+            self._admins = sorted(active, key=_local_id)
+        return self._admins[:limit]
 
 
 def _local_id(user: StoreUser) -> int:
