@@ -772,15 +772,11 @@ def status(context: Context, as_json: bool) -> None:
 
 
 def _settled(config: Config, store: Store) -> bool:
-    """Whether the store holds the record of a run that left it settled, for this configuration."""
-    from .settled import SETTLED_KEY, Settled, fingerprint
+    """Whether the next sync may read and plan only what changed: the store holds the record of a
+    run that left it settled, for this configuration, and no full read is due."""
+    from .reconcile import RunOptions, settled_record
 
-    record = Settled.from_json(store.get_state(SETTLED_KEY))
-    return (
-        record is not None
-        and record.generations == store.generations()
-        and record.fingerprint == fingerprint(config, config.policy)
-    )
+    return settled_record(config, RunOptions(), store) is not None
 
 
 @cli.command()

@@ -356,12 +356,7 @@ def _plan_from_outline(
         log.info("what changed cannot be planned on its own; reading the store and planning in full")
         return None
     _say_how_planned(made)
-    teams = rows.teams
-    bases = safety.Bases(
-        users=store.managed_seats(),
-        teams=sum(1 for team in teams if team.entra_id),
-        memberships=sum(len(team.member_ids) for team in teams if team.entra_id),
-    )
+    bases = _store_bases(store, rows.teams)
     return Planned(snapshot, made.plan, feed, after, bases, made.state, asked=asked, focused=made, policy=policy)
 
 
@@ -460,19 +455,12 @@ def settled_plan(
     """The last settled plan, when the store and the application are as it found them
     (:mod:`syncd.settled`); else no plan (the run must read and plan for itself) and, when the store
     is settled, what the run may plan from (the record, the mirror's outline, the round read)."""
-    from .graph.incremental import quiet_round, tracks
-    from .graph.source import ApplicationSource
+    from .graph.incremental import quiet_round
 
-    if options.snapshot_path or options.user or options.group or options.full or not tracks(config.sync):
+    found = settled_record(config, options, store)
+    if found is None:
         return None, None
-    record = Settled.from_json(store.get_state(SETTLED_KEY))
-    if record is None or record.generations != store.generations():
-        return None, None
-    if record.fingerprint != fingerprint(config, _policy(config, options)):
-        return None, None
-    outline = store.load_mirror(users=False)
-    if outline is None or ApplicationSource(config, mirror=outline).full_read_reason() is not None:
-        return None, None
+    record, outline = found
     quiet = quiet_round(config.graph, outline, record.watched, stats=stats, cancel=options.cancel)
     read = quiet.read
     if read is None:
@@ -484,7 +472,38 @@ def settled_plan(
     log.info("nothing of the application changed since the last complete run: its plan stands (no changes)")
     feed = MirrorFeed(cursor, hidden=outline.hidden, app_roles=app_roles, incremental=True)
     snapshot = Snapshot(scope="assigned", app_roles=app_roles)  # tracks(): the assigned scope
-    return Planned(snapshot, record.plan, feed, asked=record.watched, settled=record), None
+    # the safety limits count the changes a settled plan holds back (the last admin's) against the store
+    bases = _store_bases(store, StoreRows(store).teams) if record.plan.held else safety.Bases()
+    return Planned(snapshot, record.plan, feed, bases=bases, asked=record.watched, settled=record), None
+
+
+def settled_record(config: Config, options: RunOptions, store: Store) -> tuple[Settled, Mirror] | None:
+    """The store's settled record and the mirror's outline, when a run with ``options`` may plan from
+    them: a read of the whole application by deltas, the record made for this store (its
+    generations) and this configuration (its fingerprint), and no full read due."""
+    from .graph.incremental import tracks
+    from .graph.source import ApplicationSource
+
+    if options.snapshot_path or options.user or options.group or options.full or not tracks(config.sync):
+        return None
+    record = Settled.from_json(store.get_state(SETTLED_KEY))
+    if record is None or record.generations != store.generations():
+        return None
+    if record.fingerprint != fingerprint(config, _policy(config, options)):
+        return None
+    outline = store.load_mirror(users=False)
+    if outline is None or ApplicationSource(config, mirror=outline).full_read_reason() is not None:
+        return None
+    return record, outline
+
+
+def _store_bases(store: Store, teams: Collection[StoreTeam]) -> safety.Bases:
+    """What the safety limits' proportions are of, counted without loading every user."""
+    return safety.Bases(
+        users=store.managed_seats(),
+        teams=sum(1 for team in teams if team.entra_id),
+        memberships=sum(len(team.member_ids) for team in teams if team.entra_id),
+    )
 
 
 def _settled_record(planned: Planned, applied: ApplyResult, fingerprint_: str) -> str | None:

@@ -345,3 +345,14 @@ def test_full_reads_the_whole_application_and_cannot_be_combined_with_an_on_dema
     assert code == 2 and "--full" in err
     code, _, err = graphed("plan", "--full", "--from-snapshot", "x.json")
     assert code == 2 and "--full" in err
+
+
+def test_status_says_the_store_is_not_settled_when_a_full_read_is_due(graphed):
+    import time
+
+    graphed.config.write_text(graphed.config.read_text() + "\n[sync]\nfull_every_hours = 0.0001\n")
+    code, _, err = graphed("sync")
+    assert code in (0, 3), err
+    assert graphed.json("status")["reads"]["last_full_at"] is not None
+    time.sleep(0.5)  # the last full read is now older than full_every_hours
+    assert graphed.json("status")["reads"]["settled"] is False

@@ -684,3 +684,20 @@ def test_after_an_adoption_beside_a_conflict_the_next_runs_report_what_a_full_re
         assert "adopt_user" in {c.op for c in adopting.plan.changes}
         assert "USER_EMAIL_CONFLICT" in {p.code for p in adopting.plan.errors}
         assert problems_of(world.sync()) == problems_of(world.sync(dry_run=True, full=True))
+
+
+def test_a_settled_plan_that_holds_the_last_admin_back_is_braked_as_when_it_was_made(tmp_path: Path) -> None:
+    """The safety limits count the deactivation a settled plan holds back against the whole store,
+    whether the run plans again or takes the settled plan: `syncd plan` and `syncd sync` alike."""
+    tenant = Tenant()
+    boss = tenant.add_user("boss@contoso.com", "Boss")
+    tenant.assign(boss, tenant.add_app_role("Admin", "admin"))
+    with served(tmp_path, tenant) as world:
+        world.config = build(_raw(world.config), base=tmp_path)  # the default safety limits
+        world.sync()
+        tenant.unassign(boss)
+        assert world.sync().status == RunStatus.REFUSED
+        assert world.sync(allow=frozenset({"deactivations"})).plan.held, "the last admin is held back"
+        for dry_run in (True, False):
+            result = world.sync(dry_run=dry_run)
+            assert [refusal.code for refusal in result.refusals] == ["SAFETY_DEACTIVATIONS"], dry_run

@@ -144,3 +144,30 @@ def test_a_database_that_records_two_revisions_is_refused(store):
     with pytest.raises(StoreError) as error:
         store.ensure_schema()
     assert error.value.code == "STORE_SCHEMA" and "2 schema revisions" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "down",
+    ['down_revision: Union[str, Sequence[str], None] = "0004"', 'down_revision = ("0004",)'],
+    ids=["annotated", "a tuple"],
+)
+def test_revisions_written_in_alembics_other_styles_are_read_as_alembic_reads_them(tmp_path, monkeypatch, down):
+    from alembic.script import ScriptDirectory
+
+    from syncd.store import migrate
+
+    (tmp_path / "9001_more.py").write_text(
+        f'"""more"""\nfrom typing import Sequence, Union\n\nrevision: str = "9001"\n{down}\n'
+        "branch_labels = None\ndepends_on = None\n\n\ndef upgrade() -> None:\n    pass\n"
+    )
+    monkeypatch.setattr(migrate, "VERSION_LOCATIONS", [*migrate.VERSION_LOCATIONS, tmp_path])
+    for cached in (migrate._revisions, migrate.head_revision):
+        cached.cache_clear()
+    try:
+        scripts = ScriptDirectory.from_config(migrate.alembic_config())
+        assert migrate.head_revision() == scripts.get_current_head() == "9001"
+        assert migrate.known_revisions() == {script.revision for script in scripts.walk_revisions()}
+    finally:
+        monkeypatch.undo()
+        for cached in (migrate._revisions, migrate.head_revision):
+            cached.cache_clear()

@@ -239,7 +239,7 @@ class Simulator:
             failure = self._faults.take_failure(unquote(raw_target))
             if failure is not None:
                 raise failure
-            response = self._route(method, path, raw_query, headers, body, in_batch)
+            response = self._route(method, path, raw_query, headers, body, in_batch, len(raw_target))
         except GraphError as error:
             response = error.to_response(request_id, client_request_id)
         except Exception as error:
@@ -258,7 +258,14 @@ class Simulator:
         return response
 
     def _route(
-        self, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes, in_batch: bool
+        self,
+        method: str,
+        path: str,
+        raw_query: str,
+        headers: dict[str, str],
+        body: bytes,
+        in_batch: bool,
+        target_length: int,
     ) -> Response:
         lowered = path.lower()
         if lowered == "/v1.0/$batch":
@@ -271,7 +278,7 @@ class Simulator:
             return serve_batch(body, headers, self._serve_batch_item)
         if lowered == "/v1.0" or lowered.startswith("/v1.0/"):
             below = path[len("/v1.0") :] or "/"
-            length = len(self.base_url.removesuffix("/v1.0")) + len(path) + (len(raw_query) + 1 if raw_query else 0)
+            length = len(self.base_url.removesuffix("/v1.0")) + target_length  # the URL as the client sent it
             request = GraphRequest(method, below, parse_query(raw_query), headers, self.base_url, body, length)
             return handle(self.tenant, self.token, request)
         version = path.strip("/").split("/")[0]

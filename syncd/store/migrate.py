@@ -44,21 +44,23 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-_REVISION = re.compile(r"""^revision\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-_DOWN_REVISION = re.compile(r"""^down_revision\s*=\s*(?:None|["']([^"']+)["'])""", re.MULTILINE)
+_REVISION = re.compile(r"""^revision(?:\s*:[^=\n]*)?\s*=\s*["']([^"']+)["']\s*$""", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"""^down_revision(?:\s*:[^=\n]*)?\s*=\s*(?:None|["']([^"']+)["'])\s*$""", re.MULTILINE)
 
 
 @cache
-def _revisions() -> dict[str, str | None]:
+def _revisions() -> dict[str, str | None] | None:
     """Revision -> the revision it follows, read from the scripts' ``revision`` and
-    ``down_revision`` lines (a test holds this to what Alembic reads from them)."""
+    ``down_revision`` lines (a test holds this to what Alembic reads from them); None when a script
+    says it otherwise (a merge, say): Alembic is then asked."""
     found: dict[str, str | None] = {}
     for folder in VERSION_LOCATIONS:
         for script in sorted(folder.glob("*.py")):
             text = script.read_text(encoding="utf-8")
             revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
-            if revision is not None and down is not None:
-                found[revision.group(1)] = down.group(1)
+            if revision is None or down is None:
+                return None
+            found[revision.group(1)] = down.group(1)
     return found
 
 
@@ -66,6 +68,13 @@ def _revisions() -> dict[str, str | None]:
 def head_revision() -> str:
     """The newest revision this syncd knows: the one no other follows."""
     revisions = _revisions()
+    if revisions is None:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        if head is None:
+            raise StoreError("the migrations have no head revision", code="STORE_SCHEMA")
+        return head
     heads = set(revisions) - {down for down in revisions.values() if down is not None}
     if len(heads) != 1:
         raise StoreError(f"the migrations have {len(heads)} heads; expected one", code="STORE_SCHEMA")
@@ -74,7 +83,12 @@ def head_revision() -> str:
 
 def known_revisions() -> frozenset[str]:
     """Every revision this syncd ships."""
-    return frozenset(_revisions())
+    revisions = _revisions()
+    if revisions is None:
+        from alembic.script import ScriptDirectory
+
+        return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+    return frozenset(revisions)
 
 
 def current_revision(connection: Connection) -> str | None:
