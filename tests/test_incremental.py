@@ -83,10 +83,11 @@ def directory(store: Store) -> tuple[Any, Any]:
 
 
 @contextmanager
-def served(tmp_path: Path, tenant: Tenant) -> Iterator[World]:
-    """``tenant`` served by a simulator, and a SQLite store in ``tmp_path`` configured to sync it."""
+def served(tmp_path: Path, tenant: Tenant, store_url: str | None = None) -> Iterator[World]:
+    """``tenant`` served by a simulator, and a store (SQLite in ``tmp_path`` unless ``store_url``
+    names another) configured to sync it."""
     with Simulator(tenant, token=TOKEN) as sim:
-        config = configure(sim, tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+        config = configure(sim, tmp_path, store_url or f"sqlite:///{tmp_path / 'syncd.db'}")
         store = SqlStore(config.store.url)
         store.ensure_schema()
         try:
@@ -701,3 +702,22 @@ def test_a_settled_plan_that_holds_the_last_admin_back_is_braked_as_when_it_was_
         for dry_run in (True, False):
             result = world.sync(dry_run=dry_run)
             assert [refusal.code for refusal in result.refusals] == ["SAFETY_DEACTIVATIONS"], dry_run
+
+
+def test_on_every_backend_a_settled_store_plans_a_change_from_what_it_concerns(
+    tmp_path: Path, store_url: str, full_plans: list[int]
+) -> None:
+    tenant = generate_tenant(seed=4, users=120, groups=4, direct_assignments=20)
+    with served(tmp_path, tenant, store_url) as world:
+        world.sync()
+        world.sync()
+        user = next(a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "User")
+        group = next(a["principalId"] for a in tenant.list_assignments() if a["principalType"] == "Group")
+        tenant.update_user(user, displayName="Someone Else")
+        tenant.rename_group(group, "Renamed Group")
+        full_plans.clear()
+        watched = Watched(world.store)
+        result = run_once(world.config, RunOptions(), store=watched)  # type: ignore[arg-type]
+        assert result.applied_counts == {"update_user": 1, "rename_team": 1}
+        assert full_plans == [] and watched.loads == {"outline": 1, "teams": 1}
+        converges_with_a_full_read(world)
