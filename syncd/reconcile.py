@@ -473,7 +473,7 @@ def settled_plan(
     feed = MirrorFeed(cursor, hidden=outline.hidden, app_roles=app_roles, incremental=True)
     snapshot = Snapshot(scope="assigned", app_roles=app_roles)  # tracks(): the assigned scope
     # the safety limits count the changes a settled plan holds back (the last admin's) against the store
-    bases = _store_bases(store, StoreRows(store).teams) if record.plan.held else safety.Bases()
+    bases = _store_bases(store, store.load_state(users=False).teams) if record.plan.held else safety.Bases()
     return Planned(snapshot, record.plan, feed, bases=bases, asked=record.watched, settled=record), None
 
 

@@ -310,7 +310,7 @@ def _closed(focus: Focus, snapshot: Snapshot, rows: Rows, policy: Policy) -> Foc
 
 
 def restrict(
-    snapshot: Snapshot, rows: Rows | StoreState, focus: Focus, anchor: StoreUser | None = None
+    snapshot: Snapshot, rows: Rows, focus: Focus, anchor: StoreUser | None = None
 ) -> tuple[Snapshot, StoreState]:
     """The snapshot and the store as they concern the focus: its users, their assignments and
     memberships, every group (its members cut to the focus), its rows, and every team (its members
@@ -332,10 +332,9 @@ def restrict(
         deleted_user_ids=snapshot.deleted_user_ids & users,
         failures=snapshot.failures,
     )
-    view = StateRows(rows) if isinstance(rows, StoreState) else rows
-    found = tuple(view.users(entra_ids=users, ids=focus.rows))
+    found = tuple(rows.users(entra_ids=users, ids=focus.rows))
     kept = {user.id for user in found}
-    teams = tuple(StoreTeam(team.id, team.name, team.entra_id, team.member_ids & kept) for team in view.teams)
+    teams = tuple(StoreTeam(team.id, team.name, team.entra_id, team.member_ids & kept) for team in rows.teams)
     if anchor is not None:
         found = (*found, replace(anchor, entra_id=None))
     return part, StoreState(found, teams)
