@@ -182,17 +182,21 @@ wait_option = click.option(
 """``--wait SECONDS``: the commands that take the run lock."""
 
 
+allow_option = click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    metavar="CATEGORY",
+    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
+)
+"""``--allow CATEGORY``: ``plan``, ``sync`` and ``apply``."""
+
+
 def brake_and_read_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--allow CATEGORY``, ``--allow-last-admin`` and ``--full``, shared by ``plan`` and ``sync``."""
     options = (
-        click.option(
-            "--allow",
-            "allow",
-            multiple=True,
-            type=click.Choice(CATEGORIES),
-            metavar="CATEGORY",
-            help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
-        ),
+        allow_option,
         click.option(
             "--allow-last-admin",
             is_flag=True,
@@ -399,14 +403,7 @@ def _save_plan(result: Any, out: str) -> None:
     is_flag=True,
     help="Apply even when the plan goes over the safety limits.",
 )
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Choice(CATEGORIES),
-    metavar="CATEGORY",
-    help="Lift one safety limit (repeatable): " + ", ".join(CATEGORIES) + ".",
-)
+@allow_option
 @wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
