@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import Config, build
+from syncd.config import Config
 from syncd.errors import GraphError
 from syncd.reconcile import RunOptions, RunResult, run_once
 from syncd.runs import RunStatus
 from syncd.simulator import Simulator, Tenant
 from syncd.store import SqlStore
+from tests.test_incremental import configure as incremental_configure
 
 TOKEN = "status-page-token"
 HOSTILE_TEAM = "<b>R&D</b> \"quoted\" <script>alert('x')</script>"
@@ -40,22 +41,8 @@ class History:
 
 
 def configure(sim: Simulator, folder: Path, **safety: int) -> Config:
-    token = folder / "token"
-    token.write_text(TOKEN)
-    return build(
-        {
-            "store": {"url": f"sqlite:///{folder / 'syncd.db'}"},
-            "graph": {
-                "auth": "token_file",
-                "token_file": str(token),
-                "base_url": sim.base_url,
-                "service_principal_id": sim.tenant.service_principal_id,
-                "max_retries": 0,
-            },
-            "safety": {"max_deactivations": 5, **safety},
-        },
-        base=folder,
-    )
+    url = f"sqlite:///{folder / 'syncd.db'}"
+    return incremental_configure(sim, folder, url, token_text=TOKEN, safety={"max_deactivations": 5, **safety})
 
 
 @contextmanager

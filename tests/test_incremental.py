@@ -51,9 +51,29 @@ class World:
         return self.store.get_state(CURSOR_KEY)
 
 
-def configure(sim: Simulator, folder: Path, store_url: str, **sync: Any) -> Config:
+NO_LIMITS = {
+    "max_deactivations": 10**6,
+    "max_team_deletions": 10**6,
+    "max_member_removals": 10**6,
+    "max_type_downgrades": 10**6,
+    "max_percent": 100,
+}
+"""Safety limits no test run reaches: every step of a test is applied."""
+
+
+def configure(
+    sim: Simulator,
+    folder: Path,
+    store_url: str,
+    *,
+    token_text: str = TOKEN,
+    safety: dict[str, Any] | None = None,
+    **sync: Any,
+) -> Config:
+    """A configuration that syncs ``sim``'s tenant into ``store_url`` (``safety``: the limits, none
+    that a test reaches unless given)."""
     token = folder / "token"
-    token.write_text(TOKEN)
+    token.write_text(token_text)
     return build(
         {
             "store": {"url": store_url},
@@ -65,13 +85,7 @@ def configure(sim: Simulator, folder: Path, store_url: str, **sync: Any) -> Conf
                 "max_retries": 0,
             },
             "sync": sync,
-            "safety": {
-                "max_deactivations": 10**6,
-                "max_team_deletions": 10**6,
-                "max_member_removals": 10**6,
-                "max_type_downgrades": 10**6,
-                "max_percent": 100,
-            },
+            "safety": NO_LIMITS if safety is None else safety,
         },
         base=folder,
     )
