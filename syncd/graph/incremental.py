@@ -253,20 +253,22 @@ async def partial_delta_read_async(
     found, service_principal, round_, new_cursor = read
     folded = await _fold_groups(client, outline, round_, found)
     loaded = concerned(outline, folded, round_, wanted.groups) | wanted.users
-    stored = dict(wanted.load(loaded & outline.scope_user_ids()))
+    scope_before, scope_after = outline.scope_user_ids(), folded.scope_user_ids()
+    stored = dict(wanted.load(loaded & scope_before))
     before = replace(outline, users=stored)
     folded, missing = fold_users(replace(folded, users=stored), round_, found.users.values(), among=loaded)
     folded = await _read_missing(client, folded, missing, found)
-    while True:  # the users whose rows hold the emails these users claim or hold
-        claimed = {email for user in folded.users.values() if (email := user_email(user, wanted.email_attribute))}
-        more = wanted.related(loaded, claimed) - loaded
-        if not more:
+    joined = set(loaded)
+    while joined:  # the users whose rows hold the emails the users that joined claim or hold
+        claims = (folded.users.get(user_id) for user_id in joined)
+        claimed = {email for user in claims if user and (email := user_email(user, wanted.email_attribute))}
+        joined = wanted.related(joined, claimed) - loaded
+        if not joined:
             break
-        loaded |= more
-        extra = wanted.load(more & before.scope_user_ids())
+        loaded |= joined
+        extra = wanted.load(joined & scope_before)
         before = replace(before, users={**before.users, **extra})
-        scope = folded.scope_user_ids()
-        folded = replace(folded, users={**folded.users, **{k: v for k, v in extra.items() if k in scope}})
+        folded = replace(folded, users={**folded.users, **{k: v for k, v in extra.items() if k in scope_after}})
     snapshot = replace(snapshot_of(folded, service_principal.app_roles), failures=tuple(found.failures))
     kept = frozenset(loaded)
     if not snapshot.complete:

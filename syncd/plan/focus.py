@@ -168,8 +168,8 @@ def focused(
     if not _usable(base, snapshot):
         return None
     focus = focus_of(base, snapshot, rows, policy)
+    scope = _scope_ids(snapshot) if unchanged is not None else set()  # users added below change no scope
     while focus is not None and unchanged is not None:
-        scope = _scope_ids(snapshot)
         known = {user.id for user in snapshot.users}
         lacking = {user_id for user_id in focus.users if user_id in scope and user_id not in known}
         found = unchanged(lacking) if lacking else {}
